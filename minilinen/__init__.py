@@ -1,0 +1,5 @@
+"""minilinen: the Flax linen programming model, small and fast."""
+
+from minilinen.core import FrozenDict
+
+__all__ = ["FrozenDict"]

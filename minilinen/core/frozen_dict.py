@@ -1,0 +1,197 @@
+"""FrozenDict: an immutable, hashable mapping that is a JAX pytree.
+
+Nested mappings are stored as plain dicts inside ``_dict`` and wrapped in a
+FrozenDict only when read, so flattening costs one Python callback for the
+outer node; everything below it is flattened by JAX's C++ dict handling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
+from minilinen.errors import FrozenDictImmutableError
+
+__all__ = ["FrozenDict", "freeze", "unfreeze", "copy", "pop", "pretty_repr"]
+
+
+def _thaw(value: Any) -> Any:
+    """Deep-copies nested mappings into plain dicts; leaves are shared."""
+    if isinstance(value, FrozenDict):
+        value = value._dict
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+class FrozenDict(Mapping):
+    """An immutable mapping; nested dicts read back as FrozenDicts."""
+
+    __slots__ = ("_dict", "_hash")
+
+    def __init__(self, *args: Any, __unsafe_skip_copy__: bool = False, **kwargs: Any):
+        if __unsafe_skip_copy__:
+            self._dict = dict(*args, **kwargs)
+        else:
+            self._dict = _thaw(dict(*args, **kwargs))
+        self._hash = None
+
+    @classmethod
+    def _wrap(cls, plain: dict) -> FrozenDict:
+        """Wraps a dict of plain dicts without copying; the caller gives it up."""
+        new = object.__new__(cls)
+        new._dict = plain
+        new._hash = None
+        return new
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._dict[key]
+        if isinstance(value, dict):
+            return FrozenDict._wrap(value)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise FrozenDictImmutableError("FrozenDict is immutable.")
+
+    def __delitem__(self, key: Any) -> None:
+        raise FrozenDictImmutableError("FrozenDict is immutable.")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict
+
+    def __iter__(self):
+        return iter(self._dict)
+
+    def __len__(self) -> int:
+        return len(self._dict)
+
+    def __repr__(self) -> str:
+        return self.pretty_repr()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenDict):
+            return self._dict == other._dict
+        return NotImplemented if not isinstance(other, Mapping) else self._dict == dict(other)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(sorted(self.items(), key=lambda kv: _sort_key(kv[0]))))
+        return self._hash
+
+    def __reduce__(self):
+        return FrozenDict, (self.unfreeze(),)
+
+    def __or__(self, other: Mapping) -> FrozenDict:
+        return self.copy(other)
+
+    def copy(self, add_or_replace: Mapping | None = None) -> FrozenDict:
+        """Returns a new FrozenDict with ``add_or_replace`` merged in (shallowly)."""
+        merged = dict(self._dict)
+        if add_or_replace:
+            merged.update(_thaw(dict(add_or_replace)))
+        return FrozenDict._wrap(merged)
+
+    def pop(self, key: Any) -> tuple[FrozenDict, Any]:
+        """Returns ``(rest, value)``: the dict without ``key``, and its value."""
+        value = self[key]
+        rest = dict(self._dict)
+        del rest[key]
+        return FrozenDict._wrap(rest), value
+
+    def unfreeze(self) -> dict:
+        """Returns a deep copy made of plain dicts."""
+        return _thaw(self._dict)
+
+    def pretty_repr(self, num_spaces: int = 4) -> str:
+        return "FrozenDict(" + _pretty_body(self._dict, num_spaces) + ")"
+
+    def tree_flatten_with_keys(self):
+        values, keys = _flatten(self)
+        return tuple(zip(map(jax.tree_util.DictKey, keys), values)), keys
+
+
+def _sort_key(key: Any) -> Any:
+    # Keys are usually all strings; mixed keys sort by (type name, str) instead.
+    return (type(key).__name__, str(key))
+
+
+def _flatten(fd: FrozenDict):
+    # Leaves come out in sorted key order, as they do for a plain dict.
+    plain = fd._dict
+    try:
+        keys = tuple(sorted(plain))
+    except TypeError:
+        keys = tuple(sorted(plain, key=_sort_key))
+    return tuple([plain[k] for k in keys]), keys
+
+
+def _unflatten(keys: tuple, values: tuple) -> FrozenDict:
+    return FrozenDict._wrap(dict(zip(keys, values)))
+
+
+jax.tree_util.register_pytree_with_keys(
+    FrozenDict, FrozenDict.tree_flatten_with_keys, _unflatten, _flatten
+)
+
+
+def _indent(text: str, num_spaces: int) -> str:
+    pad = " " * num_spaces
+    return "\n".join(pad + line if line else line for line in text.split("\n"))
+
+
+def _pretty_body(value: Any, num_spaces: int) -> str:
+    if not isinstance(value, Mapping):
+        return repr(value)
+    if not value:
+        return "{}"
+    lines = []
+    for key, item in value.items():
+        if isinstance(item, FrozenDict):
+            item = item._dict
+        lines.append(f"{key}: {_pretty_body(item, num_spaces)},")
+    return "{\n" + _indent("\n".join(lines), num_spaces) + "\n}"
+
+
+def freeze(xs: Mapping) -> FrozenDict:
+    """Makes an immutable FrozenDict of ``xs`` (a deep copy of its mappings)."""
+    return FrozenDict(xs)
+
+
+def unfreeze(x: Any) -> Any:
+    """Returns a deep copy of ``x`` made of plain dicts; non-mappings pass through."""
+    if isinstance(x, (FrozenDict, dict)):
+        return _thaw(x)
+    return x
+
+
+def copy(x: Mapping, add_or_replace: Mapping | None = None) -> Mapping:
+    """Like ``FrozenDict.copy``, but a plain dict gives back a plain dict."""
+    if isinstance(x, FrozenDict):
+        return x.copy(add_or_replace or {})
+    if isinstance(x, dict):
+        new = dict(x)
+        new.update(add_or_replace or {})
+        return new
+    raise TypeError(f"copy() expects a FrozenDict or dict, got {type(x).__name__}.")
+
+
+def pop(x: Mapping, key: Any) -> tuple[Mapping, Any]:
+    """Like ``FrozenDict.pop``, but a plain dict gives back a plain dict."""
+    if isinstance(x, FrozenDict):
+        return x.pop(key)
+    if isinstance(x, dict):
+        rest = dict(x)
+        value = rest.pop(key)
+        return rest, value
+    raise TypeError(f"pop() expects a FrozenDict or dict, got {type(x).__name__}.")
+
+
+def pretty_repr(x: Any, num_spaces: int = 4) -> str:
+    """The indented ``{ key: value, }`` form that FrozenDict's repr uses."""
+    if isinstance(x, FrozenDict):
+        return x.pretty_repr(num_spaces)
+    if isinstance(x, Mapping):
+        return _pretty_body(x, num_spaces)
+    return repr(x)

@@ -1,0 +1,116 @@
+"""Every error minilinen raises on purpose.
+
+Each class subclasses ``MinilinenError`` and the builtin it resembles, so
+``except ValueError`` written against Flax keeps working. Messages say what
+happened, where (module path, collection, variable), and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class MinilinenError(Exception):
+    """Base class of every error minilinen raises on purpose."""
+
+
+# --- core data structures -------------------------------------------------
+
+
+class FrozenDictImmutableError(MinilinenError, ValueError):
+    """Writing to a FrozenDict; use ``.copy({...})`` or ``unfreeze`` instead."""
+
+
+class InvalidFilterError(MinilinenError, TypeError):
+    """A ``mutable=`` / collection filter of a type minilinen does not understand."""
+
+
+# --- scopes and variables -------------------------------------------------
+
+
+class CollectionNotMutableError(MinilinenError, ValueError):
+    """Writing a variable whose collection is not mutable in this call."""
+
+
+class ParamNotFoundError(MinilinenError, ValueError):
+    """A parameter is read in ``apply`` but the given variables do not hold it."""
+
+
+class VariableNotFoundError(MinilinenError, ValueError):
+    """A non-param variable is read but absent, and its collection is immutable."""
+
+
+class ParamShapeError(MinilinenError, ValueError):
+    """A stored parameter's shape differs from the shape its initializer makes."""
+
+
+class NameInUseError(MinilinenError, ValueError):
+    """Two submodules or variables of one module share a name."""
+
+
+class InvalidNameError(MinilinenError, ValueError):
+    """A submodule or variable name that cannot be used (not a str, or has '/')."""
+
+
+class RngStreamMissingError(MinilinenError, ValueError):
+    """``make_rng(name)`` with no such stream (and no 'params' to fall back on)."""
+
+
+class InvalidRngError(MinilinenError, TypeError):
+    """``rngs`` that are not PRNG keys (or a dict of them)."""
+
+
+class ScopeInvalidatedError(MinilinenError, RuntimeError):
+    """A bound module or scope used after its ``init``/``apply`` returned."""
+
+
+# --- modules --------------------------------------------------------------
+
+
+class SetupAttributeUnboundError(MinilinenError, AttributeError):
+    """Reading an attribute defined in ``setup`` on a module that is not bound."""
+
+
+class UnboundModuleError(MinilinenError, AttributeError):
+    """Calling something that needs variables on a module outside init/apply."""
+
+
+class SetAttributeFrozenModuleError(MinilinenError, AttributeError):
+    """Setting an attribute of a bound module outside ``setup``."""
+
+
+class SubmoduleOutsideSetupOrCompactError(MinilinenError, AttributeError):
+    """A submodule created in a method that is neither ``setup`` nor ``@compact``."""
+
+
+class ApplyVariablesError(MinilinenError, TypeError):
+    """``apply`` given something other than a dict of collections."""
+
+
+class ModuleFieldError(MinilinenError, TypeError):
+    """A Module class whose fields clash with the reserved ``parent``/``name``."""
+
+
+class TransformError(MinilinenError, ValueError):
+    """A lifted transform used with arguments that cannot work."""
+
+
+# --- serialization and checkpoints ----------------------------------------
+
+
+class SerializationError(MinilinenError, ValueError):
+    """Bytes or a state dict that cannot be turned into the requested value."""
+
+
+class StateDictMismatchError(SerializationError):
+    """A state dict whose keys, shapes or dtypes disagree with the template."""
+
+
+class CorruptDataError(SerializationError):
+    """Bytes that are truncated, malformed, hostile or fail their checksum."""
+
+
+class CheckpointError(MinilinenError, OSError):
+    """A checkpoint that cannot be written, found or read back."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file whose contents fail verification."""

@@ -114,3 +114,18 @@ class CheckpointError(MinilinenError, OSError):
 
 class CorruptCheckpointError(CheckpointError):
     """A checkpoint file whose contents fail verification."""
+
+
+# --- layers ---------------------------------------------------------------
+
+
+class LayerConfigError(MinilinenError, ValueError):
+    """A layer built with arguments that cannot work together (or with its input)."""
+
+
+class LayerInputError(MinilinenError, ValueError):
+    """An input whose shape or dtype a layer cannot use."""
+
+
+class MergeParamError(MinilinenError, ValueError):
+    """An argument given both to a layer's constructor and its call, or to neither."""

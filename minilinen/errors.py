@@ -69,6 +69,10 @@ class SetupAttributeUnboundError(MinilinenError, AttributeError):
     """Reading an attribute defined in ``setup`` on a module that is not bound."""
 
 
+class ModuleAttributeError(MinilinenError, AttributeError):
+    """A module attribute or method that does not exist."""
+
+
 class UnboundModuleError(MinilinenError, AttributeError):
     """Calling something that needs variables on a module outside init/apply."""
 

@@ -1,0 +1,344 @@
+"""The functional core: variables by collection, RNG streams and mutability.
+
+A ``Frame`` is one ``init``/``apply`` call: the variables (collection ->
+nested plain dicts), the root RNG keys, and which collections may be written.
+A ``Scope`` is one path inside a frame. Scopes know nothing about Modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from minilinen import errors
+from minilinen.core.frozen_dict import FrozenDict
+
+__all__ = ["DenyList", "Frame", "Scope", "CollectionFilter", "in_filter", "fold_in_static"]
+
+CollectionFilter = Any  # bool | str | Iterable[str] | DenyList
+
+
+class DenyList:
+    """A collection filter matching every collection except ``deny``."""
+
+    __slots__ = ("deny",)
+
+    def __init__(self, deny: CollectionFilter):
+        self.deny = deny
+
+    def __repr__(self) -> str:
+        return f"DenyList({self.deny!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DenyList) and self.deny == other.deny
+
+    def __hash__(self) -> int:
+        return hash(("DenyList", repr(self.deny)))
+
+
+def in_filter(filter_: CollectionFilter, col: str) -> bool:
+    """Whether collection ``col`` matches ``filter_``."""
+    if filter_ is True or filter_ is False:
+        return filter_
+    if isinstance(filter_, str):
+        return col == filter_
+    if isinstance(filter_, DenyList):
+        return not in_filter(filter_.deny, col)
+    if isinstance(filter_, Iterable):
+        return any(in_filter(f, col) for f in filter_)
+    raise errors.InvalidFilterError(
+        f"Invalid collection filter {filter_!r}: use True, False, a collection name, "
+        "a list of names, or DenyList(...)."
+    )
+
+
+def _static_bytes(item: str | int) -> bytes:
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    return item.to_bytes((item.bit_length() + 7) // 8, byteorder="big")
+
+
+def fold_in_static(key: jax.Array, data: tuple) -> jax.Array:
+    """Folds the SHA-1 of static names and counters into ``key`` (Flax's derivation)."""
+    if not data:
+        return key
+    digest = hashlib.sha1(b"".join(map(_static_bytes, data))).digest()
+    return jax.random.fold_in(key, np.uint32(int.from_bytes(digest[:4], "big")))
+
+
+class Frame:
+    """The state of one ``init``/``apply``: variables, root RNG keys, mutability."""
+
+    __slots__ = ("variables", "rngs", "mutable", "flags", "valid", "capture", "_mutable_cache")
+
+    def __init__(
+        self,
+        variables: dict,
+        rngs: Mapping[str, jax.Array],
+        mutable: CollectionFilter,
+        flags: Mapping[str, Any] | None = None,
+    ):
+        self.variables = variables
+        self.rngs = dict(rngs)
+        self.mutable = mutable
+        self.flags = dict(flags or {})
+        self.valid = True
+        self.capture: Callable | None = None  # which module calls sow their outputs
+        self._mutable_cache: dict[str, bool] = {}
+
+    def is_mutable(self, col: str) -> bool:
+        try:
+            return self._mutable_cache[col]
+        except KeyError:
+            result = self._mutable_cache[col] = in_filter(self.mutable, col)
+            return result
+
+    def mutated(self) -> dict:
+        """The mutable collections, as plain dicts (the frame owns them)."""
+        return {col: tree for col, tree in self.variables.items() if self.is_mutable(col)}
+
+
+def _as_plain(tree: Any) -> Any:
+    return tree._dict if isinstance(tree, FrozenDict) else tree
+
+
+class Scope:
+    """One path in a frame: reads and writes variables, derives RNG keys."""
+
+    __slots__ = (
+        "frame",
+        "parent",
+        "name",
+        "path",
+        "rng_counters",
+        "reservations",
+        "children",
+        "_cols",
+    )
+
+    def __init__(self, frame: Frame, parent: Scope | None = None, name: str | None = None):
+        self.frame = frame
+        self.parent = parent
+        self.name = name
+        self.path: tuple[str, ...] = () if parent is None else parent.path + (name,)
+        self.rng_counters: dict[str, int] = {}
+        self.reservations: dict[str, Any] = {}
+        self.children: dict[str, Scope] = {}
+        self._cols: dict[str, dict] = {}
+
+    # --- naming ---------------------------------------------------------
+
+    @property
+    def path_text(self) -> str:
+        return "/" + "/".join(self.path)
+
+    def reserve(self, name: str, col: str | None = None) -> None:
+        """Claims ``name`` for a child scope (col None) or a variable in ``col``."""
+        taken = self.reservations.get(name)
+        if taken is None:
+            if type(name) is not str:
+                raise errors.InvalidNameError(
+                    f"Names must be strings, got {name!r} ({type(name).__name__}) in "
+                    f"module '{self.path_text}'."
+                )
+            self.reservations[name] = col if col is None else {col}
+            return
+        if col is None or taken is None or col in taken:
+            what = "a submodule" if col is None else f"a variable in collection '{col}'"
+            raise errors.NameInUseError(
+                f"Duplicate use of the name '{name}' in module '{self.path_text}': {what} "
+                "uses a name that is already taken. Give each submodule and variable of "
+                "one module a distinct name."
+            )
+        taken.add(col)
+
+    def rewind(self) -> None:
+        """Frees names after a compact call so the next call can reuse them."""
+        self.reservations.clear()
+
+    def push(self, name: str, reuse: bool = False) -> Scope:
+        """The child scope ``name``; its RNG counters live as long as the frame."""
+        if not (reuse and name in self.reservations):
+            self.reserve(name)
+        child = self.children.get(name)
+        if child is None:
+            if "/" in name:
+                raise errors.InvalidNameError(
+                    f"Submodule name '{name}' in module '{self.path_text}' contains '/'."
+                )
+            child = self.children[name] = Scope(self.frame, self, name)
+        return child
+
+    # --- variables ------------------------------------------------------
+
+    def _collection(self, col: str) -> dict | None:
+        """This scope's dict inside collection ``col``, or None if absent."""
+        found = self._cols.get(col)
+        if found is not None:
+            return found
+        if self.parent is None:
+            found = _as_plain(self.frame.variables.get(col))
+        else:
+            above = self.parent._collection(col)
+            found = None if above is None else _as_plain(above.get(self.name))
+        if found is not None:
+            if not isinstance(found, dict):
+                raise errors.ApplyVariablesError(
+                    f"Expected a dict of variables at '{col}{self.path_text}', got "
+                    f"{type(found).__name__}."
+                )
+            self._cols[col] = found
+        return found
+
+    def _writable_collection(self, col: str) -> dict:
+        found = self._collection(col)
+        if found is None:
+            if self.parent is None:
+                found = self.frame.variables[col] = {}
+            else:
+                found = self.parent._writable_collection(col)[self.name] = {}
+            self._cols[col] = found
+        return found
+
+    def has_variable(self, col: str, name: str) -> bool:
+        variables = self._collection(col)
+        return variables is not None and name in variables
+
+    def get_variable(self, col: str, name: str, default: Any = None) -> Any:
+        variables = self._collection(col)
+        if variables is None:
+            return default
+        value = variables.get(name, default)
+        return FrozenDict._wrap(value) if type(value) is dict else value
+
+    def put_variable(self, col: str, name: str, value: Any) -> None:
+        if not self.frame.is_mutable(col):
+            raise errors.CollectionNotMutableError(
+                f"Cannot write '{col}/{name}' in module '{self.path_text}': the '{col}' "
+                f"collection is immutable here. Pass mutable=['{col}'] to apply() "
+                "(or mutable=True)."
+            )
+        if not self.frame.valid:
+            self.raise_invalid()
+        if isinstance(value, FrozenDict):
+            value = value.unfreeze()
+        self._writable_collection(col)[name] = value
+
+    def is_mutable_collection(self, col: str) -> bool:
+        return self.frame.is_mutable(col)
+
+    def collections(self) -> dict:
+        """All variables under this path, by collection (plain dicts, not copied)."""
+        out = {}
+        for col in self.frame.variables:
+            found = self._collection(col)
+            if found is not None:
+                out[col] = found
+        return out
+
+    def raise_invalid(self) -> None:
+        raise errors.ScopeInvalidatedError(
+            f"Module '{self.path_text}' is used after the init/apply that bound it "
+            "returned. Use the returned variables with a new apply() or bind()."
+        )
+
+    # --- parameters -----------------------------------------------------
+
+    def param(self, name: str, init_fn: Callable, args: tuple, kwargs: dict) -> Any:
+        """Reads parameter ``name``, creating it with ``init_fn`` when initializing."""
+        self.reserve(name, "params")
+        params = self._collection("params")
+        if params is not None and name in params:
+            value = params[name]
+            expected = _abstract_init(init_fn, args, kwargs)
+            if expected is not None:
+                _check_shapes(value, expected, name, self.path_text)
+            return FrozenDict._wrap(value) if type(value) is dict else value
+        if not self.frame.is_mutable("params"):
+            raise self._missing_param(name)
+        value = init_fn(self.make_rng("params"), *args, **kwargs)
+        self.put_variable("params", name, value)
+        return value
+
+    def _missing_param(self, name: str) -> Exception:
+        cols = list(self.frame.variables)
+        hint = ""
+        if "params" not in cols:
+            hint = (
+                f" The variables passed in have no 'params' collection (their top-level "
+                f"keys are {cols}); if you passed variables['params'], pass "
+                "{'params': params} instead."
+            )
+        return errors.ParamNotFoundError(
+            f"Could not find parameter '{name}' in module '{self.path_text}' (collection "
+            f"'params').{hint} To create parameters call init(), or apply() with "
+            "mutable=['params']."
+        )
+
+    # --- RNG streams ----------------------------------------------------
+
+    def has_rng(self, stream: str) -> bool:
+        return stream in self.frame.rngs
+
+    def make_rng(self, stream: str = "params") -> jax.Array:
+        """A fresh key for ``stream``, unique to this path and call count."""
+        rngs = self.frame.rngs
+        if stream not in rngs:
+            if "params" not in rngs:
+                raise errors.RngStreamMissingError(
+                    f"Module '{self.path_text}' needs an RNG stream '{stream}', but the "
+                    f"call was given streams {sorted(rngs)}. Pass rngs={{'{stream}': key}} "
+                    "to init()/apply()."
+                )
+            stream = "params"
+        count = self.rng_counters.get(stream, 0) + 1
+        self.rng_counters[stream] = count
+        return fold_in_static(rngs[stream], self.path + (count,))
+
+
+# init_fn shapes, cached: checking a stored parameter's shape must not cost an
+# abstract evaluation on every apply.
+_ABSTRACT_CACHE: dict = {}
+_ABSTRACT_CACHE_LIMIT = 4096
+_ABSTRACT_KEY = jax.ShapeDtypeStruct((2,), np.uint32)
+
+
+def _abstract_init(init_fn: Callable, args: tuple, kwargs: dict) -> Any:
+    try:
+        key = (init_fn, args, tuple(kwargs.items()) if kwargs else ())
+        hit = _ABSTRACT_CACHE.get(key)
+    except TypeError:  # unhashable arguments: evaluate every time
+        key, hit = None, None
+    if hit is not None:
+        return hit
+    try:
+        shapes = jax.eval_shape(lambda key: init_fn(key, *args, **kwargs), _ABSTRACT_KEY)
+    except Exception:  # an initializer that cannot run abstractly: skip the check
+        return None
+    if key is not None:
+        if len(_ABSTRACT_CACHE) >= _ABSTRACT_CACHE_LIMIT:
+            _ABSTRACT_CACHE.clear()
+        _ABSTRACT_CACHE[key] = shapes
+    return shapes
+
+
+def _check_shapes(value: Any, expected: Any, name: str, path_text: str) -> None:
+    if hasattr(expected, "shape") and hasattr(value, "shape"):
+        if value.shape == expected.shape:
+            return
+        pairs = [(value, expected)]
+    else:
+        pairs = zip(jax.tree_util.tree_leaves(value), jax.tree_util.tree_leaves(expected))
+    for got, want in pairs:
+        if jnp.shape(got) != jnp.shape(want):
+            raise errors.ParamShapeError(
+                f"Parameter '{name}' in module '{path_text}' has shape {jnp.shape(got)} in "
+                f"the given variables, but its initializer makes shape {jnp.shape(want)}. "
+                "The module's configuration or input shapes differ from those used at "
+                "init; re-initialize, or restore parameters that match this model."
+            )

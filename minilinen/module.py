@@ -1,0 +1,630 @@
+"""The Module system: dataclass modules mapped onto scopes.
+
+A Module is a dataclass of hyperparameters. ``init``/``apply`` open a
+``Frame`` and bind a clone of the module to its root ``Scope``; submodules
+bind to child scopes, named by attribute (in ``setup``) or by class and
+counter (in ``@compact``). Everything that does not change per call
+(fields, which methods are compact) is worked out once per class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import threading
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from minilinen import errors
+from minilinen.core.frozen_dict import FrozenDict, _thaw
+from minilinen.core.meta import AxisMetadata
+from minilinen.core.scope import DenyList, Frame, Scope, in_filter
+from minilinen.variables import Variable
+
+__all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorContext"]
+
+
+class _Context(threading.local):
+    def __init__(self):
+        self.stack: list[Module] = []
+        self.interceptors: list[Callable] = []
+
+
+_context = _Context()
+
+
+class _Unspecified:
+    def __repr__(self) -> str:
+        return "_unspecified_parent"
+
+
+_UNSPECIFIED = _Unspecified()
+
+# Names of Module's own API: never wrapped as user methods.
+_RESERVED = frozenset(
+    {
+        "param",
+        "variable",
+        "init",
+        "init_with_output",
+        "apply",
+        "bind",
+        "unbind",
+        "clone",
+        "setup",
+        "sow",
+        "make_rng",
+        "has_rng",
+        "has_variable",
+        "get_variable",
+        "put_variable",
+        "is_initializing",
+        "is_mutable_collection",
+        "tabulate",
+    }
+)
+
+
+def compact(fun: Callable) -> Callable:
+    """Marks a method whose body may define submodules and variables inline."""
+    fun.compact = True
+    return fun
+
+
+def nowrap(fun: Callable) -> Callable:
+    """Marks a method that runs as plain Python: no setup, no module context."""
+    fun.nowrap = True
+    return fun
+
+
+@dataclasses.dataclass(frozen=True)
+class InterceptorContext:
+    """What an interceptor learns about the method call it wraps."""
+
+    module: Module
+    method_name: str
+    orig_method: Callable
+
+
+class intercept_methods:
+    """Context manager: ``interceptor(next_fun, args, kwargs, context)`` wraps every
+    module method call made inside it (used by ``tabulate``)."""
+
+    def __init__(self, interceptor: Callable):
+        self.interceptor = interceptor
+
+    def __enter__(self):
+        _context.interceptors.append(self.interceptor)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _context.interceptors.remove(self.interceptor)
+
+
+class _ModuleState:
+    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname")
+
+    def __init__(self):
+        self.setup_done = False
+        self.in_setup = False
+        self.in_compact = False
+        self.autoname: dict[str, int] = {}
+
+
+def _wrap_method(fun: Callable, name: str) -> Callable:
+    is_compact = getattr(fun, "compact", False)
+
+    @functools.wraps(fun)
+    def wrapped(self: Module, *args: Any, **kwargs: Any) -> Any:
+        scope = self.scope
+        if scope is None:
+            if is_compact:
+                raise errors.UnboundModuleError(
+                    f"Cannot call the @compact method '{type(self).__name__}.{name}' on an "
+                    "unbound module. Use module.init(rng, ...) or module.apply(variables, "
+                    "...), or module.bind(variables) for interactive use."
+                )
+            return fun(self, *args, **kwargs)
+        state = self._state
+        if not state.setup_done:
+            self._try_setup()
+        if _context.interceptors:
+            return _intercepted(self, fun, name, args, kwargs)
+        stack = _context.stack
+        stack.append(self)
+        reentrant = state.in_compact
+        if is_compact:
+            state.in_compact = True
+        try:
+            out = fun(self, *args, **kwargs)
+        finally:
+            stack.pop()
+            if is_compact and not reentrant:
+                state.in_compact = False
+                state.autoname.clear()
+                scope.rewind()
+        capture = scope.frame.capture
+        if capture is not None and capture(self, name):
+            self.sow("intermediates", name, out)
+        return out
+
+    wrapped.method_handler_wrapped = True
+    wrapped.inner = fun
+    return wrapped
+
+
+def _intercepted(module: Module, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
+    interceptors = _context.interceptors
+    _context.interceptors = []  # the chain below runs the real method once
+    try:
+
+        def run(*a: Any, **kw: Any) -> Any:
+            return getattr(type(module), name)(module, *a, **kw)
+
+        call = run
+        for interceptor in reversed(interceptors):
+            context = InterceptorContext(module, name, fun)
+            call = functools.partial(_call_interceptor, interceptor, call, context)
+        return call(*args, **kwargs)
+    finally:
+        _context.interceptors = interceptors
+
+
+def _call_interceptor(interceptor, next_fun, context, *args, **kwargs):
+    saved = _context.interceptors
+    _context.interceptors = []
+    try:
+        return interceptor(next_fun, args, kwargs, context)
+    finally:
+        _context.interceptors = saved
+
+
+def _map_modules(value: Any, fn: Callable[[Module, str], Module], suffix: str = "") -> Any:
+    """Applies ``fn(module, suffix)`` to modules inside lists, tuples and dicts;
+    lists become tuples and dicts FrozenDicts, as attributes set in setup do in Flax."""
+    if isinstance(value, Module):
+        return fn(value, suffix)
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return tuple(_map_modules(v, fn, f"{suffix}_{i}") for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        return FrozenDict({k: _map_modules(v, fn, f"{suffix}_{k}") for k, v in value.items()})
+    return value
+
+
+def _holds_modules(value: Any) -> bool:
+    if isinstance(value, Module):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_modules(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(_holds_modules(v) for v in value.values())
+    return False
+
+
+class Module:
+    """Base class of all layers and models (subclasses are dataclasses)."""
+
+    scope: Scope | None = None
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        clash = {"parent", "name", "scope"} & set(own)
+        if clash and "__dataclass_fields__" not in cls.__dict__:
+            raise errors.ModuleFieldError(
+                f"Module '{cls.__name__}' declares the field(s) {sorted(clash)}, which "
+                "minilinen reserves for the module tree. Rename the field."
+            )
+        inherited = getattr(cls, "__dataclass_fields__", {})
+        if "parent" not in inherited:
+            own["parent"] = Any
+            own["name"] = Any
+            cls.parent = dataclasses.field(
+                default=_UNSPECIFIED, kw_only=True, repr=False, compare=False, hash=False
+            )
+            cls.name = dataclasses.field(default=None, kw_only=True)
+        cls.__annotations__ = own
+        for attr, value in list(cls.__dict__.items()):
+            if not inspect.isfunction(value) or getattr(value, "nowrap", False):
+                continue
+            if attr in _RESERVED or (attr.startswith("__") and attr != "__call__"):
+                continue
+            if getattr(value, "method_handler_wrapped", False):
+                continue
+            setattr(cls, attr, _wrap_method(value, attr))
+        dataclasses.dataclass(cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False)
+        cls._field_names = tuple(
+            f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")
+        )
+        cls._has_setup = cls.setup is not Module.setup
+
+    # --- construction and naming ----------------------------------------
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_state", _ModuleState())
+        parent = self.parent
+        if parent is _UNSPECIFIED:
+            stack = _context.stack
+            parent = stack[-1] if stack else None
+            object.__setattr__(self, "parent", parent)
+        if parent is None:
+            return
+        if isinstance(parent, Scope):
+            object.__setattr__(self, "scope", parent)
+            return
+        if not isinstance(parent, Module):
+            raise errors.ModuleFieldError(
+                f"parent of {type(self).__name__} must be a Module, a Scope or None; got "
+                f"{type(parent).__name__}."
+            )
+        pstate = parent._state
+        if pstate.in_setup:
+            if self.name is not None:  # otherwise named when assigned to an attribute
+                self._bind_child_of(parent, self.name)
+            return
+        if pstate.in_compact:
+            name = self.name
+            if name is None:
+                prefix = type(self).__name__
+                count = pstate.autoname.get(prefix, 0)
+                pstate.autoname[prefix] = count + 1
+                name = f"{prefix}_{count}"
+                object.__setattr__(self, "name", name)
+            self._bind_child_of(parent, name)
+            return
+        if parent.scope is None:
+            return
+        raise errors.SubmoduleOutsideSetupOrCompactError(
+            f"Submodule {type(self).__name__} is created in a method of "
+            f"'{parent._path_text()}' that is neither setup() nor marked @nn.compact. "
+            "Define submodules in setup(), or decorate the method with @nn.compact."
+        )
+
+    def _bind_child_of(self, parent: Module, name: str) -> None:
+        if parent.scope is not None:
+            object.__setattr__(self, "scope", parent.scope.push(name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        state = self.__dict__.get("_state")
+        if state is None:  # the dataclass __init__ assigning fields
+            object.__setattr__(self, name, value)
+            return
+        if state.in_setup:
+            if _holds_modules(value):
+                value = self._adopt(name, value)
+            elif isinstance(value, (list, dict)):
+                value = _map_modules(value, lambda m, s: m)
+            object.__setattr__(self, name, value)
+            return
+        if self.scope is not None:
+            raise errors.SetAttributeFrozenModuleError(
+                f"Cannot set attribute '{name}' of module '{self._path_text()}' "
+                f"({type(self).__name__}) outside setup(): a bound module is frozen. "
+                "Assign attributes in setup(), or use module.clone(name=value) before binding."
+            )
+        object.__setattr__(self, name, value)
+
+    def _adopt(self, attr: str, value: Any) -> Any:
+        """Names and binds the submodules held by ``attr`` (in setup or a field)."""
+        adopted: dict[int, Module] = {}
+
+        def adopt(module: Module, suffix: str) -> Module:
+            if module.parent is None:
+                # A module built outside (e.g. passed as a field): clone it into this
+                # tree, keeping sharing between references to the same instance.
+                key = id(module)
+                if key not in adopted:
+                    adopted[key] = module.clone(parent=self, name=f"{attr}{suffix}")
+                return adopted[key]
+            if module.parent is self and module.name is None:
+                object.__setattr__(module, "name", f"{attr}{suffix}")
+                module._bind_child_of(self, module.name)
+            return module
+
+        return _map_modules(value, adopt)
+
+    def _try_setup(self) -> None:
+        state = self._state
+        if state.setup_done or state.in_setup or self.scope is None:
+            return
+        state.in_setup = True
+        stack = _context.stack
+        stack.append(self)
+        try:
+            fields = self.__dict__
+            for field_name in self._field_names:
+                value = fields[field_name]
+                if isinstance(value, (Module, list, tuple, Mapping)) and _holds_modules(value):
+                    object.__setattr__(self, field_name, self._adopt(field_name, value))
+            if self._has_setup:
+                self.setup()
+        finally:
+            stack.pop()
+            state.in_setup = False
+            state.setup_done = True
+
+    def setup(self) -> None:
+        """Override to define submodules and variables; runs lazily once bound."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_state", "scope"):
+            raise AttributeError(name)
+        state = self.__dict__.get("_state")
+        if state is not None and self.scope is not None and not state.setup_done:
+            self._try_setup()
+            if name in self.__dict__:
+                return self.__dict__[name]
+        cls = type(self).__name__
+        if self.scope is None:
+            raise errors.SetupAttributeUnboundError(
+                f'"{cls}" object has no attribute "{name}". If "{name}" is defined in '
+                "'.setup()', remember these fields are only accessible from inside 'init' "
+                "or 'apply'."
+            )
+        raise errors.ModuleAttributeError(f'"{cls}" object has no attribute "{name}".')
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self.__dict__))
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}(", "    # attributes"]
+        for field_name in self._field_names:
+            lines.append(
+                f"    {field_name} = {getattr(self, field_name)!r}".replace("\n", "\n    ")
+            )
+        return "\n".join(lines) + "\n)"
+
+    def _path_text(self) -> str:
+        return self.scope.path_text if self.scope is not None else type(self).__name__
+
+    def _require_scope(self, what: str) -> Scope:
+        scope = self.scope
+        if scope is None:
+            raise errors.UnboundModuleError(
+                f"{type(self).__name__}.{what}() needs a bound module: call it inside "
+                "init()/apply(), or on module.bind(variables)."
+            )
+        return scope
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """The names from the root module down to this one."""
+        return self._require_scope("path").path
+
+    @property
+    def variables(self) -> FrozenDict:
+        """This module's variables, by collection."""
+        return FrozenDict(self._require_scope("variables").collections())
+
+    # --- variables and RNG ----------------------------------------------
+
+    def param(self, name: str, init_fn: Callable, *init_args: Any, unbox: bool = True,
+              **init_kwargs: Any) -> Any:  # fmt: skip
+        """Declares (at init) or reads (at apply) parameter ``name``."""
+        scope = self.scope
+        if scope is None:
+            self._require_scope("param")
+        value = scope.param(name, init_fn, init_args, init_kwargs)
+        if unbox and isinstance(value, AxisMetadata):
+            return value.unbox()
+        return value
+
+    def variable(self, col: str, name: str, init_fn: Callable | None = None, *init_args: Any,
+                 unbox: bool = True, **init_kwargs: Any) -> Variable:  # fmt: skip
+        """Declares (when ``col`` is mutable) or reads variable ``col/name``."""
+        scope = self._require_scope("variable")
+        scope.reserve(name, col)
+        if not scope.has_variable(col, name):
+            if not scope.is_mutable_collection(col) or init_fn is None:
+                why = "no init_fn was given" if init_fn is None else f"'{col}' is immutable"
+                raise errors.VariableNotFoundError(
+                    f"No variable '{col}/{name}' in module '{scope.path_text}', and it cannot "
+                    f"be created here: {why}. Pass the '{col}' collection in the variables "
+                    f"given to apply(), or make it mutable (mutable=['{col}'])."
+                )
+            scope.put_variable(col, name, init_fn(*init_args, **init_kwargs))
+        return Variable(scope, col, name, unbox)
+
+    def has_variable(self, col: str, name: str) -> bool:
+        return self._require_scope("has_variable").has_variable(col, name)
+
+    def get_variable(self, col: str, name: str, default: Any = None) -> Any:
+        return self._require_scope("get_variable").get_variable(col, name, default)
+
+    def put_variable(self, col: str, name: str, value: Any) -> None:
+        self._require_scope("put_variable").put_variable(col, name, value)
+
+    def is_mutable_collection(self, col: str) -> bool:
+        return self._require_scope("is_mutable_collection").is_mutable_collection(col)
+
+    def is_initializing(self) -> bool:
+        """True inside ``init``/``init_with_output``."""
+        return bool(self._require_scope("is_initializing").frame.flags.get("initializing"))
+
+    def make_rng(self, name: str = "params") -> jax.Array:
+        """A fresh PRNG key from stream ``name``, unique to this module and call."""
+        return self._require_scope("make_rng").make_rng(name)
+
+    def has_rng(self, name: str) -> bool:
+        return self._require_scope("has_rng").has_rng(name)
+
+    def sow(self, col: str, name: str, value: Any,
+            reduce_fn: Callable = lambda xs, x: xs + (x,),
+            init_fn: Callable = lambda: ()) -> bool:  # fmt: skip
+        """Stores ``value`` in ``col/name`` if ``col`` is mutable; returns whether it did."""
+        scope = self._require_scope("sow")
+        if not scope.is_mutable_collection(col):
+            return False
+        if scope.has_variable(col, name):
+            xs = scope.get_variable(col, name)
+        else:
+            scope.reserve(name, col)
+            xs = init_fn()
+        scope.put_variable(col, name, reduce_fn(xs, value))
+        return True
+
+    # --- init / apply / bind --------------------------------------------
+
+    def clone(self, *, parent: Any = None, **updates: Any) -> Module:
+        """A copy with ``updates`` applied, unbound unless ``parent`` is given."""
+        attrs = {f: self.__dict__[f] for f in self._field_names}
+        attrs["name"] = self.name
+        attrs.update(updates)
+        return type(self)(parent=parent, **attrs)
+
+    def _bound_to(self, scope: Scope) -> Module:
+        new = object.__new__(type(self))
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["_state"] = _ModuleState()
+        fields["scope"] = scope
+        fields["parent"] = scope
+        return new
+
+    def _run(self, frame: Frame, method: Any, args: tuple, kwargs: dict) -> Any:
+        module = self._bound_to(Scope(frame))
+        fn = _resolve_method(type(self), method)
+        try:
+            return fn(module, *args, **kwargs)
+        finally:
+            frame.valid = False
+
+    def init_with_output(self, rngs: Any, *args: Any, method: Any = None,
+                         mutable: Any = DenyList("intermediates"),
+                         capture_intermediates: bool | Callable = False,
+                         **kwargs: Any) -> tuple[Any, FrozenDict]:  # fmt: skip
+        """Runs ``method`` creating variables; returns ``(output, variables)``."""
+        rngs = _check_rngs(rngs, "init")
+        mutable, capture = _capture_filter(mutable, capture_intermediates)
+        frame = Frame({}, rngs, mutable, {"initializing": True})
+        frame.capture = capture
+        out = self._run(frame, method, args, kwargs)
+        return out, FrozenDict._wrap(frame.mutated())
+
+    def init(self, rngs: Any, *args: Any, method: Any = None,
+             mutable: Any = DenyList("intermediates"),
+             capture_intermediates: bool | Callable = False, **kwargs: Any) -> FrozenDict:  # fmt: skip
+        """Initializes the module's variables from ``rngs`` and example inputs."""
+        return self.init_with_output(
+            rngs, *args, method=method, mutable=mutable,
+            capture_intermediates=capture_intermediates, **kwargs,
+        )[1]  # fmt: skip
+
+    def apply(self, variables: Mapping, *args: Any, rngs: Any = None, method: Any = None,
+              mutable: Any = False, capture_intermediates: bool | Callable = False,
+              **kwargs: Any) -> Any:  # fmt: skip
+        """Runs ``method`` with ``variables``; returns ``out`` or ``(out, mutated)``."""
+        mutable, capture = _capture_filter(mutable, capture_intermediates)
+        frame = Frame(_collections_for(variables, mutable), _check_rngs(rngs, "apply"), mutable, {})
+        frame.capture = capture
+        out = self._run(frame, method, args, kwargs)
+        if mutable is False:
+            return out
+        return out, FrozenDict._wrap(frame.mutated())
+
+    def bind(self, variables: Mapping, *args: Any, rngs: Any = None,
+             mutable: Any = False) -> Module:  # fmt: skip
+        """A copy bound to ``variables`` for interactive use outside apply."""
+        frame = Frame(_collections_for(variables, mutable), _check_rngs(rngs, "bind"), mutable)
+        frame.capture = None
+        return self._bound_to(Scope(frame))
+
+    def unbind(self) -> tuple[Module, FrozenDict]:
+        """Returns ``(unbound copy, variables)`` of a bound module."""
+        variables = self.variables
+        return self.clone(name=None), variables
+
+
+def _resolve_method(cls: type, method: Any) -> Callable:
+    if method is None:
+        method = "__call__"
+    if isinstance(method, str):
+        fn = getattr(cls, method, None)
+        if fn is None or not callable(fn):
+            raise errors.ModuleAttributeError(
+                f"{cls.__name__} has no method '{method}' to call in init/apply."
+            )
+        return fn
+    if callable(method):
+        return method
+    raise errors.ApplyVariablesError(
+        f"method must be a method name or a function, got {type(method).__name__}."
+    )
+
+
+def _capture_filter(mutable: Any, capture: bool | Callable) -> tuple[Any, Callable | None]:
+    if capture is False or capture is None:
+        return mutable, None
+    if capture is True:
+        capture = _capture_calls
+    if mutable is True or in_filter(mutable, "intermediates"):
+        return mutable, capture
+    if isinstance(mutable, DenyList):
+        deny = mutable.deny
+        deny = (deny,) if isinstance(deny, str) else tuple(deny or ())
+        return DenyList(tuple(d for d in deny if d != "intermediates")), capture
+    if mutable is False:
+        return "intermediates", capture
+    if isinstance(mutable, str):
+        return (mutable, "intermediates"), capture
+    return (*mutable, "intermediates"), capture
+
+
+def _capture_calls(module: Module, method_name: str) -> bool:
+    return method_name == "__call__"
+
+
+def _is_key(x: Any) -> bool:
+    if not isinstance(x, (jax.Array, np.ndarray)):
+        return False
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return True
+    return x.dtype == np.uint32 and x.ndim >= 1 and x.shape[-1] in (2, 4)
+
+
+def _check_rngs(rngs: Any, where: str) -> dict:
+    if rngs is None:
+        return {}
+    if not isinstance(rngs, Mapping):
+        if where == "init":
+            rngs = {"params": rngs}
+        else:
+            raise errors.InvalidRngError(
+                f"rngs passed to {where}() must be a dict of PRNG keys, such as "
+                f"{{'dropout': jax.random.PRNGKey(0)}}; got {type(rngs).__name__}."
+            )
+    for stream, key in rngs.items():
+        if not _is_key(key):
+            raise errors.InvalidRngError(
+                f"RNG stream '{stream}' passed to {where}() is not a PRNG key (got "
+                f"{type(key).__name__} {getattr(key, 'dtype', '')} "
+                f"{getattr(key, 'shape', '')}). Make one with jax.random.PRNGKey(seed) or "
+                "jax.random.key(seed)."
+            )
+    return rngs
+
+
+def _collections_for(variables: Any, mutable: Any) -> dict:
+    """The variables as a dict of collections; mutable ones deep-copied (we write them)."""
+    if isinstance(variables, FrozenDict):
+        variables = variables._dict
+    elif not isinstance(variables, Mapping):
+        raise errors.ApplyVariablesError(
+            f"apply() expects variables as a dict of collections such as "
+            f"{{'params': params}}, got {type(variables).__name__}."
+        )
+    out = {}
+    for col, tree in variables.items():
+        if not isinstance(tree, Mapping):
+            raise errors.ApplyVariablesError(
+                f"apply() expects variables as a dict of collections such as "
+                f"{{'params': params}}, but its entry '{col}' is a "
+                f"{type(tree).__name__}, not a dict. If you passed variables['params'], "
+                "pass {'params': params} (or the whole variables dict) instead."
+            )
+        out[col] = _thaw(tree) if mutable is not False and in_filter(mutable, col) else tree
+    return out

@@ -13,8 +13,8 @@ import dataclasses
 import functools
 import inspect
 import threading
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -43,6 +43,8 @@ class _Unspecified:
 
 
 _UNSPECIFIED = _Unspecified()
+# init() writes every collection except intermediates unless asked to capture them.
+_DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
 # Names of Module's own API: never wrapped as user methods.
 _RESERVED = frozenset(
@@ -402,8 +404,9 @@ class Module:
 
     # --- variables and RNG ----------------------------------------------
 
-    def param(self, name: str, init_fn: Callable, *init_args: Any, unbox: bool = True,
-              **init_kwargs: Any) -> Any:  # fmt: skip
+    def param(
+        self, name: str, init_fn: Callable, *init_args: Any, unbox: bool = True, **init_kwargs: Any
+    ) -> Any:
         """Declares (at init) or reads (at apply) parameter ``name``."""
         scope = self.scope
         if scope is None:
@@ -413,8 +416,15 @@ class Module:
             return value.unbox()
         return value
 
-    def variable(self, col: str, name: str, init_fn: Callable | None = None, *init_args: Any,
-                 unbox: bool = True, **init_kwargs: Any) -> Variable:  # fmt: skip
+    def variable(
+        self,
+        col: str,
+        name: str,
+        init_fn: Callable | None = None,
+        *init_args: Any,
+        unbox: bool = True,
+        **init_kwargs: Any,
+    ) -> Variable:
         """Declares (when ``col`` is mutable) or reads variable ``col/name``."""
         scope = self._require_scope("variable")
         scope.reserve(name, col)
@@ -452,9 +462,14 @@ class Module:
     def has_rng(self, name: str) -> bool:
         return self._require_scope("has_rng").has_rng(name)
 
-    def sow(self, col: str, name: str, value: Any,
-            reduce_fn: Callable = lambda xs, x: xs + (x,),
-            init_fn: Callable = lambda: ()) -> bool:  # fmt: skip
+    def sow(
+        self,
+        col: str,
+        name: str,
+        value: Any,
+        reduce_fn: Callable = lambda xs, x: xs + (x,),
+        init_fn: Callable = lambda: (),
+    ) -> bool:
         """Stores ``value`` in ``col/name`` if ``col`` is mutable; returns whether it did."""
         scope = self._require_scope("sow")
         if not scope.is_mutable_collection(col):
@@ -493,10 +508,15 @@ class Module:
         finally:
             frame.valid = False
 
-    def init_with_output(self, rngs: Any, *args: Any, method: Any = None,
-                         mutable: Any = DenyList("intermediates"),
-                         capture_intermediates: bool | Callable = False,
-                         **kwargs: Any) -> tuple[Any, FrozenDict]:  # fmt: skip
+    def init_with_output(
+        self,
+        rngs: Any,
+        *args: Any,
+        method: Any = None,
+        mutable: Any = _DEFAULT_INIT_MUTABLE,
+        capture_intermediates: bool | Callable = False,
+        **kwargs: Any,
+    ) -> tuple[Any, FrozenDict]:
         """Runs ``method`` creating variables; returns ``(output, variables)``."""
         rngs = _check_rngs(rngs, "init")
         mutable, capture = _capture_filter(mutable, capture_intermediates)
@@ -505,18 +525,35 @@ class Module:
         out = self._run(frame, method, args, kwargs)
         return out, FrozenDict._wrap(frame.mutated())
 
-    def init(self, rngs: Any, *args: Any, method: Any = None,
-             mutable: Any = DenyList("intermediates"),
-             capture_intermediates: bool | Callable = False, **kwargs: Any) -> FrozenDict:  # fmt: skip
+    def init(
+        self,
+        rngs: Any,
+        *args: Any,
+        method: Any = None,
+        mutable: Any = _DEFAULT_INIT_MUTABLE,
+        capture_intermediates: bool | Callable = False,
+        **kwargs: Any,
+    ) -> FrozenDict:
         """Initializes the module's variables from ``rngs`` and example inputs."""
         return self.init_with_output(
-            rngs, *args, method=method, mutable=mutable,
-            capture_intermediates=capture_intermediates, **kwargs,
-        )[1]  # fmt: skip
+            rngs,
+            *args,
+            method=method,
+            mutable=mutable,
+            capture_intermediates=capture_intermediates,
+            **kwargs,
+        )[1]
 
-    def apply(self, variables: Mapping, *args: Any, rngs: Any = None, method: Any = None,
-              mutable: Any = False, capture_intermediates: bool | Callable = False,
-              **kwargs: Any) -> Any:  # fmt: skip
+    def apply(
+        self,
+        variables: Mapping,
+        *args: Any,
+        rngs: Any = None,
+        method: Any = None,
+        mutable: Any = False,
+        capture_intermediates: bool | Callable = False,
+        **kwargs: Any,
+    ) -> Any:
         """Runs ``method`` with ``variables``; returns ``out`` or ``(out, mutated)``."""
         mutable, capture = _capture_filter(mutable, capture_intermediates)
         frame = Frame(_collections_for(variables, mutable), _check_rngs(rngs, "apply"), mutable, {})
@@ -526,8 +563,9 @@ class Module:
             return out
         return out, FrozenDict._wrap(frame.mutated())
 
-    def bind(self, variables: Mapping, *args: Any, rngs: Any = None,
-             mutable: Any = False) -> Module:  # fmt: skip
+    def bind(
+        self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False
+    ) -> Module:
         """A copy bound to ``variables`` for interactive use outside apply."""
         frame = Frame(_collections_for(variables, mutable), _check_rngs(rngs, "bind"), mutable)
         frame.capture = None

@@ -8,8 +8,8 @@ A ``Scope`` is one path inside a frame. Scopes know nothing about Modules.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -12,29 +12,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import numpy as np
 
 from minilinen import errors
-from minilinen.core.frozen_dict import FrozenDict, _thaw
+from minilinen.call_args import capture_filter, check_rngs, collections_for, resolve_method
+from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
-from minilinen.core.scope import DenyList, Frame, Scope, in_filter
+from minilinen.core.scope import DenyList, Frame, Scope
+from minilinen.module_context import InterceptorContext, context, intercept_methods, run_intercepted
 from minilinen.variables import Variable
 
 __all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorContext"]
-
-
-class _Context(threading.local):
-    def __init__(self):
-        self.stack: list[Module] = []
-        self.interceptors: list[Callable] = []
-
-
-_context = _Context()
 
 
 class _Unspecified:
@@ -83,30 +74,6 @@ def nowrap(fun: Callable) -> Callable:
     return fun
 
 
-@dataclasses.dataclass(frozen=True)
-class InterceptorContext:
-    """What an interceptor learns about the method call it wraps."""
-
-    module: Module
-    method_name: str
-    orig_method: Callable
-
-
-class intercept_methods:
-    """Context manager: ``interceptor(next_fun, args, kwargs, context)`` wraps every
-    module method call made inside it (used by ``tabulate``)."""
-
-    def __init__(self, interceptor: Callable):
-        self.interceptor = interceptor
-
-    def __enter__(self):
-        _context.interceptors.append(self.interceptor)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _context.interceptors.remove(self.interceptor)
-
-
 class _ModuleState:
     __slots__ = ("setup_done", "in_setup", "in_compact", "autoname")
 
@@ -134,55 +101,39 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
         state = self._state
         if not state.setup_done:
             self._try_setup()
-        if _context.interceptors:
-            return _intercepted(self, fun, name, args, kwargs)
-        stack = _context.stack
-        stack.append(self)
-        reentrant = state.in_compact
-        if is_compact:
-            state.in_compact = True
-        try:
-            out = fun(self, *args, **kwargs)
-        finally:
-            stack.pop()
-            if is_compact and not reentrant:
-                state.in_compact = False
-                state.autoname.clear()
-                scope.rewind()
-        capture = scope.frame.capture
-        if capture is not None and capture(self, name):
-            self.sow("intermediates", name, out)
-        return out
+        if context.interceptors:
+            return run_intercepted(
+                self, name, fun, lambda *a, **kw: _run_method(self, fun, name, a, kw), args, kwargs
+            )
+        return _run_method(self, fun, name, args, kwargs)
 
     wrapped.method_handler_wrapped = True
     wrapped.inner = fun
     return wrapped
 
 
-def _intercepted(module: Module, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
-    interceptors = _context.interceptors
-    _context.interceptors = []  # the chain below runs the real method once
+def _run_method(self: Module, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
+    """Calls a bound module's method inside its context (stack, compact naming, capture)."""
+    scope = self.scope
+    state = self._state
+    stack = context.stack
+    stack.append(self)
+    is_compact = getattr(fun, "compact", False)
+    reentrant = state.in_compact
+    if is_compact:
+        state.in_compact = True
     try:
-
-        def run(*a: Any, **kw: Any) -> Any:
-            return getattr(type(module), name)(module, *a, **kw)
-
-        call = run
-        for interceptor in reversed(interceptors):
-            context = InterceptorContext(module, name, fun)
-            call = functools.partial(_call_interceptor, interceptor, call, context)
-        return call(*args, **kwargs)
+        out = fun(self, *args, **kwargs)
     finally:
-        _context.interceptors = interceptors
-
-
-def _call_interceptor(interceptor, next_fun, context, *args, **kwargs):
-    saved = _context.interceptors
-    _context.interceptors = []
-    try:
-        return interceptor(next_fun, args, kwargs, context)
-    finally:
-        _context.interceptors = saved
+        stack.pop()
+        if is_compact and not reentrant:
+            state.in_compact = False
+            state.autoname.clear()
+            scope.rewind()
+    capture = scope.frame.capture
+    if capture is not None and capture(self, name):
+        self.sow("intermediates", name, out)
+    return out
 
 
 def _map_modules(value: Any, fn: Callable[[Module, str], Module], suffix: str = "") -> Any:
@@ -250,7 +201,7 @@ class Module:
         object.__setattr__(self, "_state", _ModuleState())
         parent = self.parent
         if parent is _UNSPECIFIED:
-            stack = _context.stack
+            stack = context.stack
             parent = stack[-1] if stack else None
             object.__setattr__(self, "parent", parent)
         if parent is None:
@@ -334,7 +285,7 @@ class Module:
         if state.setup_done or state.in_setup or self.scope is None:
             return
         state.in_setup = True
-        stack = _context.stack
+        stack = context.stack
         stack.append(self)
         try:
             fields = self.__dict__
@@ -502,7 +453,7 @@ class Module:
 
     def _run(self, frame: Frame, method: Any, args: tuple, kwargs: dict) -> Any:
         module = self._bound_to(Scope(frame))
-        fn = _resolve_method(type(self), method)
+        fn = resolve_method(type(self), method)
         try:
             return fn(module, *args, **kwargs)
         finally:
@@ -518,8 +469,8 @@ class Module:
         **kwargs: Any,
     ) -> tuple[Any, FrozenDict]:
         """Runs ``method`` creating variables; returns ``(output, variables)``."""
-        rngs = _check_rngs(rngs, "init")
-        mutable, capture = _capture_filter(mutable, capture_intermediates)
+        rngs = check_rngs(rngs, "init")
+        mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame({}, rngs, mutable, {"initializing": True})
         frame.capture = capture
         out = self._run(frame, method, args, kwargs)
@@ -555,8 +506,8 @@ class Module:
         **kwargs: Any,
     ) -> Any:
         """Runs ``method`` with ``variables``; returns ``out`` or ``(out, mutated)``."""
-        mutable, capture = _capture_filter(mutable, capture_intermediates)
-        frame = Frame(_collections_for(variables, mutable), _check_rngs(rngs, "apply"), mutable, {})
+        mutable, capture = capture_filter(mutable, capture_intermediates)
+        frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "apply"), mutable, {})
         frame.capture = capture
         out = self._run(frame, method, args, kwargs)
         if mutable is False:
@@ -567,7 +518,7 @@ class Module:
         self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False
     ) -> Module:
         """A copy bound to ``variables`` for interactive use outside apply."""
-        frame = Frame(_collections_for(variables, mutable), _check_rngs(rngs, "bind"), mutable)
+        frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "bind"), mutable)
         frame.capture = None
         return self._bound_to(Scope(frame))
 
@@ -575,94 +526,3 @@ class Module:
         """Returns ``(unbound copy, variables)`` of a bound module."""
         variables = self.variables
         return self.clone(name=None), variables
-
-
-def _resolve_method(cls: type, method: Any) -> Callable:
-    if method is None:
-        method = "__call__"
-    if isinstance(method, str):
-        fn = getattr(cls, method, None)
-        if fn is None or not callable(fn):
-            raise errors.ModuleAttributeError(
-                f"{cls.__name__} has no method '{method}' to call in init/apply."
-            )
-        return fn
-    if callable(method):
-        return method
-    raise errors.ApplyVariablesError(
-        f"method must be a method name or a function, got {type(method).__name__}."
-    )
-
-
-def _capture_filter(mutable: Any, capture: bool | Callable) -> tuple[Any, Callable | None]:
-    if capture is False or capture is None:
-        return mutable, None
-    if capture is True:
-        capture = _capture_calls
-    if mutable is True or in_filter(mutable, "intermediates"):
-        return mutable, capture
-    if isinstance(mutable, DenyList):
-        deny = mutable.deny
-        deny = (deny,) if isinstance(deny, str) else tuple(deny or ())
-        return DenyList(tuple(d for d in deny if d != "intermediates")), capture
-    if mutable is False:
-        return "intermediates", capture
-    if isinstance(mutable, str):
-        return (mutable, "intermediates"), capture
-    return (*mutable, "intermediates"), capture
-
-
-def _capture_calls(module: Module, method_name: str) -> bool:
-    return method_name == "__call__"
-
-
-def _is_key(x: Any) -> bool:
-    if not isinstance(x, (jax.Array, np.ndarray)):
-        return False
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        return True
-    return x.dtype == np.uint32 and x.ndim >= 1 and x.shape[-1] in (2, 4)
-
-
-def _check_rngs(rngs: Any, where: str) -> dict:
-    if rngs is None:
-        return {}
-    if not isinstance(rngs, Mapping):
-        if where == "init":
-            rngs = {"params": rngs}
-        else:
-            raise errors.InvalidRngError(
-                f"rngs passed to {where}() must be a dict of PRNG keys, such as "
-                f"{{'dropout': jax.random.PRNGKey(0)}}; got {type(rngs).__name__}."
-            )
-    for stream, key in rngs.items():
-        if not _is_key(key):
-            raise errors.InvalidRngError(
-                f"RNG stream '{stream}' passed to {where}() is not a PRNG key (got "
-                f"{type(key).__name__} {getattr(key, 'dtype', '')} "
-                f"{getattr(key, 'shape', '')}). Make one with jax.random.PRNGKey(seed) or "
-                "jax.random.key(seed)."
-            )
-    return rngs
-
-
-def _collections_for(variables: Any, mutable: Any) -> dict:
-    """The variables as a dict of collections; mutable ones deep-copied (we write them)."""
-    if isinstance(variables, FrozenDict):
-        variables = variables._dict
-    elif not isinstance(variables, Mapping):
-        raise errors.ApplyVariablesError(
-            f"apply() expects variables as a dict of collections such as "
-            f"{{'params': params}}, got {type(variables).__name__}."
-        )
-    out = {}
-    for col, tree in variables.items():
-        if not isinstance(tree, Mapping):
-            raise errors.ApplyVariablesError(
-                f"apply() expects variables as a dict of collections such as "
-                f"{{'params': params}}, but its entry '{col}' is a "
-                f"{type(tree).__name__}, not a dict. If you passed variables['params'], "
-                "pass {'params': params} (or the whole variables dict) instead."
-            )
-        out[col] = _thaw(tree) if mutable is not False and in_filter(mutable, col) else tree
-    return out

@@ -1,0 +1,248 @@
+"""Convolutions: Conv (1-3 spatial dims, grouped, dilated) and ConvTranspose."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+from jax import lax
+
+from minilinen import initializers
+from minilinen.errors import LayerConfigError
+from minilinen.layers.common import promote_dtype
+from minilinen.layers.linear import default_kernel_init
+from minilinen.module import Module, compact
+
+__all__ = ["Conv", "ConvTranspose", "canonicalize_padding"]
+
+Array = Any
+Dtype = Any
+Initializer = Callable[..., Any]
+PaddingLike = str | int | Sequence[int | tuple[int, int]]
+
+
+def canonicalize_padding(padding: PaddingLike, rank: int) -> str | list[tuple[int, int]]:
+    """A padding string passes through; ints and pairs become ``rank`` (low, high) pairs."""
+    if isinstance(padding, str):
+        return padding
+    if isinstance(padding, int):
+        return [(padding, padding)] * rank
+    if isinstance(padding, Sequence) and len(padding) == rank:
+        pairs = []
+        for p in padding:
+            if isinstance(p, int):
+                pairs.append((p, p))
+            elif isinstance(p, tuple | list) and len(p) == 2:
+                pairs.append(tuple(p))
+            else:
+                break
+        if len(pairs) == rank:
+            return pairs
+    raise LayerConfigError(
+        f"Invalid padding {padding!r}: use a string ('SAME', 'VALID', 'CIRCULAR', 'REFLECT', "
+        f"'CAUSAL'), an int, or a sequence of {rank} ints or (low, high) pairs."
+    )
+
+
+@functools.cache
+def _dimension_numbers(ndim: int) -> lax.ConvDimensionNumbers:
+    # Inputs are (N, *spatial, C); kernels are (*spatial, C_in, C_out).
+    lhs = (0, ndim - 1) + tuple(range(1, ndim - 1))
+    rhs = (ndim - 1, ndim - 2) + tuple(range(0, ndim - 2))
+    return lax.ConvDimensionNumbers(lhs, rhs, lhs)
+
+
+def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
+    return (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+
+
+def _broadcast(x: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
+    if x is None:
+        return (1,) * rank
+    if isinstance(x, int):
+        return (x,) * rank
+    return tuple(x)
+
+
+def _flatten_batch(inputs: Array, rank: int) -> tuple[Array, tuple[int, ...] | None]:
+    """Folds all batch axes (zero, one or many) into exactly one."""
+    n_batch = inputs.ndim - (rank + 1)
+    if n_batch == 1:
+        return inputs, None
+    batch_shape = inputs.shape[:n_batch]
+    return jnp.reshape(inputs, (-1,) + inputs.shape[n_batch:]), batch_shape
+
+
+class Conv(Module):
+    """An N-d convolution over inputs shaped ``(*batch, *spatial, features)``."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: None | int | Sequence[int] = 1
+    padding: PaddingLike = "SAME"
+    input_dilation: None | int | Sequence[int] = 1
+    kernel_dilation: None | int | Sequence[int] = 1
+    feature_group_count: int = 1
+    use_bias: bool = True
+    mask: Array | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    precision: Any = None
+    kernel_init: Initializer = default_kernel_init
+    bias_init: Initializer = initializers.zeros_init()
+    promote_dtype: Callable[..., list] = promote_dtype
+    conv_general_dilated: Callable[..., Array] | None = None
+    conv_general_dilated_cls: Any = None
+
+    @compact
+    def __call__(self, inputs: Array) -> Array:
+        """Convolves ``inputs`` with the kernel and adds the bias."""
+        kernel_size = _kernel_size(self.kernel_size)
+        rank = len(kernel_size)
+        inputs, batch_shape = _flatten_batch(inputs, rank)
+        strides = _broadcast(self.strides, rank)
+        input_dilation = _broadcast(self.input_dilation, rank)
+        kernel_dilation = _broadcast(self.kernel_dilation, rank)
+        padding = canonicalize_padding(self.padding, rank)
+        if padding in ("CIRCULAR", "REFLECT"):
+            dilated = [(k - 1) * d + 1 for k, d in zip(kernel_size, kernel_dilation)]
+            pads = [(0, 0)] + [((k - 1) // 2, k // 2) for k in dilated] + [(0, 0)]
+            mode = "wrap" if padding == "CIRCULAR" else "reflect"
+            inputs = jnp.pad(inputs, pads, mode=mode)
+            padding = "VALID"
+        elif padding == "CAUSAL":
+            if rank != 1:
+                raise LayerConfigError(
+                    f"padding='CAUSAL' works only for 1D convolutions, got kernel_size "
+                    f"{kernel_size}."
+                )
+            inputs = jnp.pad(
+                inputs, [(0, 0), (kernel_dilation[0] * (kernel_size[0] - 1), 0), (0, 0)]
+            )
+            padding = "VALID"
+
+        in_features = inputs.shape[-1]
+        if in_features % self.feature_group_count:
+            raise LayerConfigError(
+                f"Conv input has {in_features} features, not divisible by "
+                f"feature_group_count={self.feature_group_count}."
+            )
+        kernel_shape = kernel_size + (in_features // self.feature_group_count, self.features)
+        if self.mask is not None and self.mask.shape != kernel_shape:
+            raise LayerConfigError(
+                f"Conv mask has shape {self.mask.shape} but the kernel has shape {kernel_shape}."
+            )
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+
+        if self.conv_general_dilated_cls is not None:
+            conv = self.conv_general_dilated_cls()
+        else:
+            conv = self.conv_general_dilated or lax.conv_general_dilated
+        y = conv(
+            inputs,
+            kernel,
+            strides,
+            padding,
+            lhs_dilation=input_dilation,
+            rhs_dilation=kernel_dilation,
+            dimension_numbers=_dimension_numbers(inputs.ndim),
+            feature_group_count=self.feature_group_count,
+            precision=self.precision,
+        )
+        if bias is not None:
+            y = y + bias
+        if batch_shape is not None:
+            y = jnp.reshape(y, batch_shape + y.shape[1:])
+        return y
+
+
+class ConvTranspose(Module):
+    """The gradient of a convolution: upsamples by ``strides``."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: Sequence[int] | None = None
+    padding: PaddingLike = "SAME"
+    kernel_dilation: Sequence[int] | None = None
+    use_bias: bool = True
+    mask: Array | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    precision: Any = None
+    kernel_init: Initializer = default_kernel_init
+    bias_init: Initializer = initializers.zeros_init()
+    transpose_kernel: bool = False
+    promote_dtype: Callable[..., list] = promote_dtype
+    preferred_element_type: Dtype | None = None
+
+    @compact
+    def __call__(self, inputs: Array) -> Array:
+        """Applies the transposed convolution and adds the bias."""
+        kernel_size = _kernel_size(self.kernel_size)
+        rank = len(kernel_size)
+        inputs, batch_shape = _flatten_batch(inputs, rank)
+        strides = _broadcast(self.strides, rank)
+        kernel_dilation = _broadcast(self.kernel_dilation, rank)
+        in_features = inputs.shape[-1]
+        if self.transpose_kernel:
+            kernel_shape = kernel_size + (self.features, in_features)
+        else:
+            kernel_shape = kernel_size + (in_features, self.features)
+        if self.mask is not None and self.mask.shape != kernel_shape:
+            raise LayerConfigError(
+                f"ConvTranspose mask has shape {self.mask.shape} but the kernel has shape "
+                f"{kernel_shape}."
+            )
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        padding = canonicalize_padding(self.padding, rank)
+        circular = padding == "CIRCULAR"
+        if circular:
+            padding = "VALID"
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        y = lax.conv_transpose(
+            inputs,
+            kernel,
+            strides,
+            padding,
+            rhs_dilation=kernel_dilation,
+            transpose_kernel=self.transpose_kernel,
+            precision=self.precision,
+            preferred_element_type=self.preferred_element_type,
+        )
+        if circular:
+            y = _wrap_circular(y, inputs.shape[1:-1], strides, self.transpose_kernel)
+        if bias is not None:
+            y = y + bias
+        if batch_shape is not None:
+            y = jnp.reshape(y, batch_shape + y.shape[1:])
+        return y
+
+
+def _wrap_circular(
+    y: Array, in_spatial: Sequence[int], strides: Sequence[int], transpose_kernel: bool
+) -> Array:
+    """Folds a VALID transposed convolution onto a torus of size ``input * stride``."""
+    periods = [n * s for n, s in zip(in_spatial, strides)]
+    diffs = [-(m - p) % (2 * p) for m, p in zip(y.shape[1:-1], periods)]
+    if transpose_kernel:
+        pads = [(d // 2, (d + 1) // 2) for d in diffs]
+    else:
+        pads = [((d + 1) // 2, d // 2) for d in diffs]
+    y = jnp.pad(y, [(0, 0)] + pads + [(0, 0)])
+    for i in range(1, y.ndim - 1):
+        y = y.reshape(y.shape[:i] + (-1, periods[i - 1]) + y.shape[i + 1 :])
+        y = y.sum(axis=i)
+    return y

@@ -1,0 +1,237 @@
+"""Linear layers: Dense, DenseGeneral, Einsum, Embed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import opt_einsum
+from jax import lax
+
+from minilinen import initializers
+from minilinen.errors import LayerConfigError, LayerInputError
+from minilinen.layers.common import canonicalize_tuple, merge_param, promote_dtype
+from minilinen.module import Module, compact
+
+__all__ = ["Dense", "DenseGeneral", "Einsum", "Embed", "default_kernel_init", "default_embed_init"]
+
+Array = Any
+Dtype = Any
+Initializer = Callable[..., Any]
+
+default_kernel_init = initializers.lecun_normal()
+default_embed_init = initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+
+
+class Dense(Module):
+    """A linear map over the last axis: ``inputs @ kernel + bias``."""
+
+    features: int
+    use_bias: bool = True
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    precision: Any = None
+    kernel_init: Initializer = default_kernel_init
+    bias_init: Initializer = initializers.zeros_init()
+    promote_dtype: Callable[..., list] = promote_dtype
+    dot_general: Callable[..., Array] | None = None
+    dot_general_cls: Any = None
+
+    @compact
+    def __call__(self, inputs: Array) -> Array:
+        """Applies the map to ``inputs`` (any number of leading axes)."""
+        kernel = self.param(
+            "kernel", self.kernel_init, (jnp.shape(inputs)[-1], self.features), self.param_dtype
+        )
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
+        y = dot(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision)
+        if bias is not None:
+            y = y + bias
+        return y
+
+
+def _pick_dot_general(fn: Any, cls: Any) -> Callable[..., Array]:
+    if cls is not None:
+        return cls()
+    return lax.dot_general if fn is None else fn
+
+
+def _normalize_axes(axes: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    return tuple(sorted(a + ndim if a < 0 else a for a in axes))
+
+
+class DenseGeneral(Module):
+    """A linear map contracting any set of input axes into one or more feature axes."""
+
+    features: int | Sequence[int]
+    axis: int | Sequence[int] = -1
+    batch_dims: Sequence[int] = ()
+    use_bias: bool = True
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Initializer = default_kernel_init
+    bias_init: Initializer = initializers.zeros_init()
+    precision: Any = None
+    promote_dtype: Callable[..., list] = promote_dtype
+    dot_general: Callable[..., Array] | None = None
+    dot_general_cls: Any = None
+
+    @compact
+    def __call__(self, inputs: Array) -> Array:
+        """Contracts ``inputs`` over ``axis``, keeping ``batch_dims`` aligned with the kernel."""
+        features = canonicalize_tuple(self.features)
+        batch_dims = canonicalize_tuple(self.batch_dims)
+        if batch_dims and set(batch_dims) != set(range(max(batch_dims) + 1)):
+            raise LayerConfigError(
+                f"DenseGeneral batch_dims {batch_dims} must be consecutive leading axes "
+                f"starting at 0, e.g. (0,) or (0, 1)."
+            )
+        ndim = inputs.ndim
+        axis = _normalize_axes(canonicalize_tuple(self.axis), ndim)
+        batch_dims = _normalize_axes(batch_dims, ndim)
+        n_batch, n_axis = len(batch_dims), len(axis)
+        batch_shape = tuple(inputs.shape[a] for a in batch_dims)
+        kernel_shape = batch_shape + tuple(inputs.shape[a] for a in axis) + features
+
+        # Initializers see a 2D (fan_in, fan_out) shape, as in Flax, so variance
+        # scaling computes the same fans and the bits match.
+        def kernel_init(rng, shape, dtype=jnp.float32):
+            flat = (
+                int(np.prod(shape[: n_batch + n_axis])),
+                int(np.prod(shape[n_batch + n_axis :])),
+            )
+            return jnp.reshape(self.kernel_init(rng, flat, dtype), shape)
+
+        kernel = self.param("kernel", kernel_init, kernel_shape, self.param_dtype)
+        bias = None
+        if self.use_bias:
+
+            def bias_init(rng, shape, dtype=jnp.float32):
+                flat = (int(np.prod(shape)),)
+                return jnp.reshape(self.bias_init(rng, flat, dtype), shape)
+
+            bias = self.param("bias", bias_init, batch_shape + features, self.param_dtype)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
+        batch_ind = tuple(range(n_batch))
+        contract_ind = tuple(range(n_batch, n_batch + n_axis))
+        out = dot(
+            inputs,
+            kernel,
+            ((axis, contract_ind), (batch_dims, batch_ind)),
+            precision=self.precision,
+        )
+        if bias is not None:
+            expanded = tuple(
+                inputs.shape[a] if a in batch_dims else 1 for a in range(ndim) if a not in axis
+            )
+            out = out + jnp.reshape(bias, expanded + features)
+        return out
+
+
+class Einsum(Module):
+    """A learnable kernel of shape ``shape`` contracted with the input by ``einsum_str``."""
+
+    shape: Sequence[int]
+    einsum_str: str | None = None
+    use_bias: bool = True
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    precision: Any = None
+    kernel_init: Initializer = default_kernel_init
+    bias_init: Initializer = initializers.zeros_init()
+    promote_dtype: Callable[..., list] = promote_dtype
+    preferred_element_type: Dtype | None = None
+
+    @compact
+    def __call__(self, inputs: Array, einsum_str: str | None = None) -> Array:
+        """Computes ``einsum(einsum_str, inputs, kernel) + bias``."""
+        einsum_str = merge_param("einsum_str", self.einsum_str, einsum_str).replace(" ", "")
+        if "->" not in einsum_str:
+            raise LayerConfigError(
+                f"Einsum equation {einsum_str!r} must be explicit: include '->' and the output."
+            )
+        if einsum_str.count(",") != 1:
+            raise LayerConfigError(
+                f"Einsum equation {einsum_str!r} must have exactly two operands (the input "
+                f"and the kernel), so exactly one ','."
+            )
+        kernel = self.param("kernel", self.kernel_init, tuple(self.shape), self.param_dtype)
+        bias = None
+        if self.use_bias:
+            bias_shape, bias_bshape = _einsum_bias_shape(einsum_str, inputs, self.shape)
+            bias = self.param("bias", self.bias_init, bias_shape, self.param_dtype)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        y = jnp.einsum(
+            einsum_str,
+            inputs,
+            kernel,
+            precision=self.precision,
+            preferred_element_type=self.preferred_element_type,
+        )
+        if bias is not None:
+            y = y + jnp.reshape(bias, bias_bshape)
+        return y
+
+
+def _einsum_bias_shape(
+    eq: str, lhs: Array, kernel_shape: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """Bias covers the kernel axes that survive into the output; others broadcast."""
+    # opt_einsum (a JAX dependency) spells out any ellipsis with concrete letters.
+    kernel = jax.ShapeDtypeStruct(tuple(kernel_shape), jnp.float32)
+    operands, result, _ = opt_einsum.parser.parse_einsum_input((eq, lhs, kernel))
+    rhs = operands.split(",")[1]
+    where = {c: i for i, c in enumerate(rhs)}
+    if len(where) != len(kernel_shape):
+        raise LayerConfigError(
+            f"Einsum kernel shape {tuple(kernel_shape)} has {len(kernel_shape)} axes but the "
+            f"equation's kernel operand {rhs!r} names {len(where)}."
+        )
+    bias_shape = [kernel_shape[where[c]] for c in result if c in where]
+    broadcast = [kernel_shape[where[c]] if c in where else 1 for c in result]
+    return bias_shape, broadcast
+
+
+class Embed(Module):
+    """A lookup table of ``num_embeddings`` vectors of size ``features``."""
+
+    num_embeddings: int
+    features: int
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    embedding_init: Initializer = default_embed_init
+    promote_dtype: Callable[..., list] = promote_dtype
+
+    def setup(self) -> None:
+        """Creates the ``embedding`` table."""
+        self.embedding = self.param(
+            "embedding",
+            self.embedding_init,
+            (self.num_embeddings, self.features),
+            self.param_dtype,
+        )
+
+    def __call__(self, inputs: Array) -> Array:
+        """Looks up the rows of ``embedding`` named by the integer ``inputs``."""
+        if not jnp.issubdtype(inputs.dtype, jnp.integer):
+            raise LayerInputError(
+                f"Embed input must be integer indices, got dtype {inputs.dtype}; cast with "
+                f"inputs.astype(jnp.int32)."
+            )
+        (embedding,) = self.promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
+        if self.num_embeddings == 1:
+            return jnp.broadcast_to(embedding, inputs.shape + (self.features,))
+        return jnp.take(embedding, inputs, axis=0)
+
+    def attend(self, query: Array) -> Array:
+        """Dot product of ``query`` with every embedding (e.g. tied output logits)."""
+        query, embedding = self.promote_dtype(query, self.embedding, dtype=self.dtype)
+        return jnp.dot(query, embedding.T)

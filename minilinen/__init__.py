@@ -1,8 +1,14 @@
-"""minilinen: the Flax linen programming model, small and fast."""
+"""minilinen: the Flax linen programming model, small and fast.
+
+Use it as ``import minilinen as nn`` wherever Flax code says
+``from flax import linen as nn``.
+"""
 
 from minilinen import initializers as initializers
 from minilinen.core import FrozenDict
 from minilinen.core.scope import DenyList
+from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
+from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
 from minilinen.variables import Variable
 
@@ -16,4 +22,5 @@ __all__ = [
     "InterceptorContext",
     "Variable",
     "initializers",
+    *_layer_names,
 ]

@@ -112,12 +112,24 @@ class CorruptDataError(SerializationError):
     """Bytes that are truncated, malformed, hostile or fail their checksum."""
 
 
+class UnserializableTypeError(SerializationError, TypeError):
+    """A leaf of a type the msgpack wire format cannot store (set, object array, ...)."""
+
+
 class CheckpointError(MinilinenError, OSError):
     """A checkpoint that cannot be written, found or read back."""
 
 
-class CorruptCheckpointError(CheckpointError):
-    """A checkpoint file whose contents fail verification."""
+class CorruptCheckpointError(CheckpointError, CorruptDataError):
+    """A checkpoint file whose contents fail verification (the message names the file)."""
+
+
+class InvalidCheckpointError(CheckpointError):
+    """Saving a step at or below an existing checkpoint's step without ``overwrite=True``."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError, ValueError):
+    """Restoring a step (or file) for which no checkpoint exists."""
 
 
 # --- layers ---------------------------------------------------------------

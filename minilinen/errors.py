@@ -112,8 +112,8 @@ class CorruptDataError(SerializationError):
     """Bytes that are truncated, malformed, hostile or fail their checksum."""
 
 
-class UnserializableTypeError(SerializationError, TypeError):
-    """A leaf of a type the msgpack wire format cannot store (set, object array, ...)."""
+class SerializationTypeError(SerializationError, TypeError):
+    """A value serialization cannot take: a leaf msgpack cannot store, or non-bytes input."""
 
 
 class CheckpointError(MinilinenError, OSError):

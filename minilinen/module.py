@@ -184,7 +184,7 @@ class Module:
         for attr, value in list(cls.__dict__.items()):
             if not inspect.isfunction(value) or getattr(value, "nowrap", False):
                 continue
-            if attr in _RESERVED or (attr.startswith("__") and attr != "__call__"):
+            if attr in own or attr in _RESERVED or (attr.startswith("__") and attr != "__call__"):
                 continue
             if getattr(value, "method_handler_wrapped", False):
                 continue

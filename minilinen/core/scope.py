@@ -63,12 +63,17 @@ def _static_bytes(item: str | int) -> bytes:
     return item.to_bytes((item.bit_length() + 7) // 8, byteorder="big")
 
 
+# Eager jax.random.fold_in costs ~0.4 ms in argument handling; the jitted one ~20 us
+# and gives the same bits (the threefry mode is part of jit's cache key).
+_fold_in = jax.jit(jax.random.fold_in)
+
+
 def fold_in_static(key: jax.Array, data: tuple) -> jax.Array:
     """Folds the SHA-1 of static names and counters into ``key`` (Flax's derivation)."""
     if not data:
         return key
     digest = hashlib.sha1(b"".join(map(_static_bytes, data))).digest()
-    return jax.random.fold_in(key, np.uint32(int.from_bytes(digest[:4], "big")))
+    return _fold_in(key, np.uint32(int.from_bytes(digest[:4], "big")))
 
 
 class Frame:

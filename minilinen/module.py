@@ -75,13 +75,15 @@ def nowrap(fun: Callable) -> Callable:
 
 
 class _ModuleState:
-    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname")
+    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname", "adopted")
 
     def __init__(self):
         self.setup_done = False
         self.in_setup = False
         self.in_compact = False
         self.autoname: dict[str, int] = {}
+        # Outside modules adopted so far, by id: one instance in two fields stays shared.
+        self.adopted: dict[int, Module] | None = None
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
@@ -263,7 +265,9 @@ class Module:
 
     def _adopt(self, attr: str, value: Any) -> Any:
         """Names and binds the submodules held by ``attr`` (in setup or a field)."""
-        adopted: dict[int, Module] = {}
+        adopted = self._state.adopted
+        if adopted is None:
+            adopted = self._state.adopted = {}
 
         def adopt(module: Module, suffix: str) -> Module:
             if module.parent is None:
@@ -306,6 +310,9 @@ class Module:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name in ("_state", "scope"):
             raise AttributeError(name)
+        attribute = getattr(type(self), name, None)
+        if isinstance(attribute, property):  # let the property's own error through
+            return attribute.fget(self)
         state = self.__dict__.get("_state")
         if state is not None and self.scope is not None and not state.setup_done:
             self._try_setup()

@@ -120,18 +120,36 @@ class Scope:
         "parent",
         "name",
         "path",
+        "rng_path",
         "rng_counters",
         "reservations",
         "children",
         "_cols",
     )
 
-    def __init__(self, frame: Frame, parent: Scope | None = None, name: str | None = None):
+    def __init__(
+        self,
+        frame: Frame,
+        parent: Scope | None = None,
+        name: str | None = None,
+        path: tuple[str, ...] = (),
+        rng_path: tuple[str, ...] = (),
+    ):
         self.frame = frame
         self.parent = parent
         self.name = name
-        self.path: tuple[str, ...] = () if parent is None else parent.path + (name,)
-        self.rng_counters: dict[str, int] = {}
+        if parent is None:
+            # A lifted transform's inner root continues the outer path; its RNG
+            # suffix can be shorter (nn.jit derives keys relative to its scope).
+            self.path: tuple[str, ...] = path
+            self.rng_path: tuple[str, ...] = rng_path
+            self.rng_counters: dict = {}
+        else:
+            self.path = parent.path + (name,)
+            self.rng_path = parent.rng_path + (name,)
+            # Child counters live in the parent's counter dict (keyed by (name,)), so
+            # a lifted inner scope sharing the parent's counters shares its children's.
+            self.rng_counters = parent.rng_counters.setdefault((name,), {})
         self.reservations: dict[str, Any] = {}
         self.children: dict[str, Scope] = {}
         self._cols: dict[str, dict] = {}
@@ -151,9 +169,9 @@ class Scope:
                     f"Names must be strings, got {name!r} ({type(name).__name__}) in "
                     f"module '{self.path_text}'."
                 )
-            self.reservations[name] = col if col is None else {col}
+            self.reservations[name] = {col}
             return
-        if col is None or taken is None or col in taken:
+        if col is None or None in taken or col in taken:
             what = "a submodule" if col is None else f"a variable in collection '{col}'"
             raise errors.NameInUseError(
                 f"Duplicate use of the name '{name}' in module '{self.path_text}': {what} "
@@ -222,14 +240,14 @@ class Scope:
         return FrozenDict._wrap(value) if type(value) is dict else value
 
     def put_variable(self, col: str, name: str, value: Any) -> None:
+        if not self.frame.valid:
+            self.raise_invalid()
         if not self.frame.is_mutable(col):
             raise errors.CollectionNotMutableError(
                 f"Cannot write '{col}/{name}' in module '{self.path_text}': the '{col}' "
                 f"collection is immutable here. Pass mutable=['{col}'] to apply() "
                 "(or mutable=True)."
             )
-        if not self.frame.valid:
-            self.raise_invalid()
         if isinstance(value, FrozenDict):
             value = value.unfreeze()
         self._writable_collection(col)[name] = value
@@ -303,7 +321,7 @@ class Scope:
             stream = "params"
         count = self.rng_counters.get(stream, 0) + 1
         self.rng_counters[stream] = count
-        return fold_in_static(rngs[stream], self.path + (count,))
+        return fold_in_static(rngs[stream], self.rng_path + (count,))
 
 
 # init_fn shapes, cached: checking a stored parameter's shape must not cost an

@@ -1,0 +1,1 @@
+"""Golden data made with the real Flax, and the shared cases and helpers that made it."""

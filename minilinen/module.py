@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from minilinen import errors
 from minilinen.call_args import capture_filter, check_rngs, collections_for, resolve_method
@@ -58,6 +59,7 @@ _RESERVED = frozenset(
         "is_initializing",
         "is_mutable_collection",
         "tabulate",
+        "perturb",
     }
 )
 
@@ -439,6 +441,21 @@ class Module:
             xs = init_fn()
         scope.put_variable(col, name, reduce_fn(xs, value))
         return True
+
+    def perturb(self, name: str, value: Any, collection: str = "perturbations") -> Any:
+        """Adds a zero-initialized variable to ``value`` so ``grad`` can see ``value``."""
+        scope = self._require_scope("perturb")
+        if scope.is_mutable_collection(collection) and not scope.has_variable(collection, name):
+            scope.reserve(name, collection)
+            scope.put_variable(collection, name, jax.tree_util.tree_map(jnp.zeros_like, value))
+        if collection in scope.frame.variables:
+            if not scope.has_variable(collection, name):
+                raise errors.VariableNotFoundError(
+                    f"The '{collection}' collection is present but has no '{name}' in module "
+                    f"'{scope.path_text}'. Re-create the perturbations with init()."
+                )
+            value = jax.tree_util.tree_map(jnp.add, value, scope.get_variable(collection, name))
+        return value
 
     # --- init / apply / bind --------------------------------------------
 

@@ -315,3 +315,19 @@ def test_intercept_methods_sees_every_module_call():
         model.apply(variables, X)
     assert ((), "__call__") in calls and (("layers_1",), "__call__") in calls
     assert len(calls) == 5
+
+
+def test_perturb_exposes_gradients_of_intermediate_values():
+    class Perturbed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = self.perturb("h", nn.Dense(2)(x))
+            return jnp.sum(h**2)
+
+    model = Perturbed()
+    variables = model.init(KEY, X)
+    assert variables["perturbations"]["h"].shape == (2, 2)
+    grads = jax.grad(lambda v: model.apply(v, X))(variables)
+    h = nn.Dense(2).apply({"params": variables["params"]["Dense_0"]}, X)
+    np.testing.assert_allclose(grads["perturbations"]["h"], 2 * h, rtol=1e-6)
+    assert float(model.apply({"params": variables["params"]}, X)) > 0  # works without it

@@ -1,6 +1,6 @@
 """Measure one workload with one implementation in this (fresh) process; print one JSON line.
 
-Usage: python -m benchmarks.worker WORKLOAD IMPL [--quick]
+Usage: python -m benchmarks.worker WORKLOAD IMPL [--quick] [--size tiny]
 Figures are seconds (the median of this process's samples) unless named
 otherwise; a workload the implementation cannot run yet prints {"skipped": why}.
 """
@@ -70,11 +70,12 @@ def measure_model(workload: str, impl_name: str, effort: Effort, size: str = "fu
     return {"figures": {k: timing.median(v) for k, v in samples.items()}, "samples": samples}
 
 
-def measure_serialization(impl_name: str, effort: Effort) -> dict:
+def measure_serialization(impl_name: str, effort: Effort, size: str = "full") -> dict:
     """Workload 6 (see benchmarks/serialize.py)."""
     from benchmarks import serialize
 
-    return {"figures": serialize.measure(load_impl(impl_name), effort.serialize)}
+    dims = {"layers": 64, "width": 1024} if size == "full" else {"layers": 4, "width": 64}
+    return {"figures": serialize.measure(load_impl(impl_name), effort.serialize, **dims)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,17 +84,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("workload", choices=WORKLOADS)
     parser.add_argument("impl", choices=IMPLS)
     parser.add_argument("--quick", action="store_true", help="fewer samples (for debugging)")
+    parser.add_argument(
+        "--size", choices=("full", "tiny"), default="full", help="tiny: smoke-test sizes"
+    )
     args = parser.parse_args(argv)
     effort = QUICK if args.quick else FULL
     result: dict = {"workload": args.workload, "impl": args.impl}
     try:
         if args.workload == "serialization":
-            result.update(measure_serialization(args.impl, effort))
+            result.update(measure_serialization(args.impl, effort, args.size))
         else:
-            result.update(measure_model(args.workload, args.impl, effort))
+            result.update(measure_model(args.workload, args.impl, effort, args.size))
     except Unavailable as e:
         result["skipped"] = str(e)
     result["backend"] = jax.default_backend()
+    result["flax_imported"] = "flax" in sys.modules
     print(json.dumps(result), flush=True)
 
 

@@ -550,3 +550,34 @@ class Module:
         """Returns ``(unbound copy, variables)`` of a bound module."""
         variables = self.variables
         return self.clone(name=None), variables
+
+    def tabulate(
+        self,
+        rngs: Any,
+        *args: Any,
+        depth: int | None = None,
+        show_repeated: bool = False,
+        mutable: Any = _DEFAULT_INIT_MUTABLE,
+        console_kwargs: Mapping[str, Any] | None = None,
+        table_kwargs: Mapping[str, Any] | None = None,
+        column_kwargs: Mapping[str, Any] | None = None,
+        compute_flops: bool = False,
+        compute_vjp_flops: bool = False,
+        **kwargs: Any,
+    ) -> str:
+        """A table of every submodule call: shapes, variables and totals (see ``tabulate``)."""
+        # Imported here: the summary sits above the module system and imports it.
+        from minilinen.summary import tabulate
+
+        return tabulate(
+            self,
+            rngs,
+            depth=depth,
+            show_repeated=show_repeated,
+            mutable=mutable,
+            console_kwargs=console_kwargs,
+            table_kwargs=table_kwargs or {},
+            column_kwargs=column_kwargs or {},
+            compute_flops=compute_flops,
+            compute_vjp_flops=compute_vjp_flops,
+        )(*args, **kwargs)

@@ -1,0 +1,445 @@
+"""Model summary: a table of every submodule call, its shapes and its variables.
+
+``tabulate(module, rngs)(*args)`` runs ``module.init`` abstractly (under
+``jax.eval_shape``, so nothing is computed or allocated) with a method
+interceptor that records each module call's path, class, inputs and outputs.
+The variables ``init`` would create are then attributed to the module that owns
+them, and the rows are rendered as a rich table: per collection, each module's
+own variables, their count and bytes, and totals. FLOPs per call come from
+XLA's cost analysis of that call alone, lowered but never run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import jax
+import numpy as np
+import rich.console
+import rich.table
+import rich.text
+
+from minilinen.core.meta import AxisMetadata
+from minilinen.core.scope import DenyList
+from minilinen.module import Module
+from minilinen.module_context import InterceptorContext, intercept_methods
+
+__all__ = ["tabulate"]
+
+Path = tuple[str, ...]
+_NOT_INTERMEDIATES = DenyList("intermediates")  # init's default: every collection but those
+
+
+@dataclasses.dataclass
+class _Call:
+    """One intercepted module method call (inputs and outputs as shapes)."""
+
+    path: Path
+    module: Module
+    method: str
+    args: tuple
+    kwargs: dict
+    inputs: Any
+    outputs: Any = None
+    flops: float | None = None
+    vjp_flops: float | None = None
+
+
+def tabulate(
+    module: Module,
+    rngs: Any,
+    depth: int | None = None,
+    show_repeated: bool = False,
+    mutable: Any = _NOT_INTERMEDIATES,
+    console_kwargs: Mapping[str, Any] | None = None,
+    table_kwargs: Mapping[str, Any] = MappingProxyType({}),
+    column_kwargs: Mapping[str, Any] = MappingProxyType({}),
+    compute_flops: bool = False,
+    compute_vjp_flops: bool = False,
+) -> Callable[..., str]:
+    """Returns a function of the model's inputs that renders its summary table.
+
+    Args:
+      module: the model; it is initialized abstractly, never run for real.
+      rngs: what ``module.init`` takes (a key, or a dict of keys by stream).
+      depth: show submodules down to this many levels below the root; deeper
+        ones are folded into their ancestor's row as totals. ``None``: all.
+      show_repeated: one row per call, instead of one per module.
+      mutable: the collections ``init`` may create (as in ``init``).
+      console_kwargs: arguments for ``rich.console.Console`` (e.g. ``width``,
+        ``force_terminal``).
+      table_kwargs: arguments for ``rich.table.Table``.
+      column_kwargs: arguments for every ``Table.add_column``.
+      compute_flops: add a column of XLA's FLOP estimate for each call.
+      compute_vjp_flops: add a column of FLOPs of each call's forward-and-backward pass.
+
+    The returned function takes ``(*args, **kwargs)`` as ``module.init`` would
+    after ``rngs`` (``method=`` included) and returns the table as a string.
+    """
+
+    def summarize(*args: Any, **kwargs: Any) -> str:
+        calls, variables = _trace(module, rngs, mutable, args, kwargs)
+        shown = _select_rows(calls, depth, show_repeated)
+        if compute_flops or compute_vjp_flops:
+            keys = _as_key_dict(rngs)
+            for call in shown:
+                _measure_flops(call, variables, keys, compute_flops, compute_vjp_flops)
+        return _render(
+            type(module).__name__,
+            calls,
+            shown,
+            variables,
+            depth,
+            compute_flops,
+            compute_vjp_flops,
+            console_kwargs,
+            table_kwargs,
+            column_kwargs,
+        )
+
+    return summarize
+
+
+# --- tracing ------------------------------------------------------------------
+
+
+def _trace(
+    module: Module, rngs: Any, mutable: Any, args: tuple, kwargs: dict
+) -> tuple[list[_Call], dict]:
+    """Runs ``init`` abstractly, recording every module call."""
+    calls: list[_Call] = []
+
+    def record(next_fun: Callable, a: tuple, kw: dict, ctx: InterceptorContext) -> Any:
+        call = _Call(
+            path=tuple(ctx.module.path),
+            module=ctx.module,
+            method=ctx.method_name,
+            args=_abstract(a),
+            kwargs=_abstract(kw),
+            inputs=_abstract(_inputs_view(a, kw)),
+        )
+        calls.append(call)  # before the call, so parents precede their children
+        out = next_fun(*a, **kw)
+        call.outputs = _abstract(out)
+        return out
+
+    def init() -> Any:
+        with intercept_methods(record):
+            return module.init(rngs, *args, mutable=mutable, **kwargs)
+
+    variables = jax.eval_shape(init)
+    return calls, _thaw(variables)
+
+
+def _inputs_view(args: tuple, kwargs: dict) -> Any:
+    # One positional argument shows as itself; otherwise a list, keywords as a dict at its end.
+    items: list[Any] = list(args)
+    if kwargs:
+        items.append(dict(kwargs))
+    return items[0] if len(items) == 1 else items
+
+
+def _abstract(tree: Any) -> Any:
+    """Arrays (and tracers) become ``ShapeDtypeStruct``s; everything else stays."""
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, (jax.Array, np.ndarray, jax.ShapeDtypeStruct)):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype)
+        return x
+
+    return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
+
+
+def _thaw(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _thaw(v) for k, v in tree.items()}
+    return tree
+
+
+def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> list[_Call]:
+    rows, seen = [], set()
+    for call in calls:
+        if depth is not None and len(call.path) > depth:
+            continue
+        if not show_repeated:
+            if call.path in seen:
+                continue
+            seen.add(call.path)
+        rows.append(call)
+    return rows
+
+
+# --- variables per module -----------------------------------------------------
+
+
+def _children(calls: list[_Call]) -> dict[Path, set[str]]:
+    """Names of the submodules called under each path."""
+    kids: dict[Path, set[str]] = {}
+    for call in calls:
+        for i in range(len(call.path)):
+            kids.setdefault(call.path[:i], set()).add(call.path[i])
+    return kids
+
+
+def _subtree(tree: Any, path: Path) -> Any:
+    for name in path:
+        if not isinstance(tree, Mapping) or name not in tree:
+            return {}
+        tree = tree[name]
+    return tree if isinstance(tree, Mapping) else {}
+
+
+def _leaves(tree: Any) -> list[Any]:
+    return jax.tree_util.tree_leaves(tree)
+
+
+def _count(tree: Any) -> tuple[int, int]:
+    """(number of values, bytes) over the arrays in ``tree``."""
+    n = nbytes = 0
+    for leaf in _leaves(tree):
+        size = int(np.prod(leaf.shape))
+        n += size
+        nbytes += size * np.dtype(leaf.dtype).itemsize
+    return n, nbytes
+
+
+# --- FLOPs --------------------------------------------------------------------
+
+
+def _as_key_dict(rngs: Any) -> dict:
+    return dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, jax.ShapeDtypeStruct)
+
+
+def _measure_flops(call: _Call, variables: dict, rngs: dict, forward: bool, backward: bool) -> None:
+    """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
+    own = {col: _subtree(tree, call.path) for col, tree in variables.items()}
+    own = {col: tree for col, tree in own.items() if tree}
+    unbound = call.module.clone()
+    leaves, treedef = jax.tree_util.tree_flatten((call.args, call.kwargs))
+    dynamic = [i for i, x in enumerate(leaves) if _is_array(x)]
+
+    def run(variables: Any, arrays: list) -> Any:
+        filled = list(leaves)
+        for i, x in zip(dynamic, arrays):
+            filled[i] = x
+        args, kwargs = jax.tree_util.tree_unflatten(treedef, filled)
+        out, _ = unbound.apply(
+            variables, *args, rngs=rngs, method=call.method, mutable=True, **kwargs
+        )
+        return out
+
+    arrays = [leaves[i] for i in dynamic]
+    if forward:
+        call.flops = _cost(run, own, arrays)
+    if backward:
+        cotangents = _inexact_leaves(jax.eval_shape(run, own, arrays))
+        call.vjp_flops = _cost(_forward_and_backward(run), own, arrays, cotangents)
+
+
+def _forward_and_backward(run: Callable) -> Callable:
+    """``run``'s output and its pullback of a cotangent that is an input, so XLA
+    cannot fold the backward pass into reductions of a constant."""
+
+    def inexact(x: Any) -> bool:
+        return jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)
+
+    def both(variables: Any, arrays: list, cotangents: list) -> Any:
+        flat, treedef = jax.tree_util.tree_flatten((variables, arrays))
+        diff = [i for i, x in enumerate(flat) if inexact(x)]
+
+        def of_diff(*xs: Any) -> Any:
+            full = list(flat)
+            for i, x in zip(diff, xs):
+                full[i] = x
+            return _inexact_leaves(run(*jax.tree_util.tree_unflatten(treedef, full)))
+
+        # The output is returned too: the forward pass is part of a training step's cost.
+        out, pullback = jax.vjp(of_diff, *[flat[i] for i in diff])
+        return out, pullback(cotangents)
+
+    return both
+
+
+def _inexact_leaves(tree: Any) -> list:
+    return [y for y in _leaves(tree) if jax.numpy.issubdtype(y.dtype, jax.numpy.inexact)]
+
+
+def _cost(fn: Callable, *shapes: Any) -> float | None:
+    analysis = jax.jit(fn).lower(*shapes).cost_analysis()
+    if isinstance(analysis, Sequence):  # older jax: one dict per device
+        analysis = analysis[0] if analysis else None
+    if not analysis or "flops" not in analysis:
+        return None
+    return float(analysis["flops"])
+
+
+# --- rendering ----------------------------------------------------------------
+
+
+def _size_text(n: int, nbytes: int) -> rich.text.Text:
+    text = rich.text.Text(f"{n:,} ", style="bold")
+    text.append(f"({_bytes_repr(nbytes)})", style="bold dim")
+    return text
+
+
+def _bytes_repr(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if nbytes > scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes:,} B"
+
+
+def _value_text(value: Any) -> rich.text.Text:
+    """Shapes as ``float32[4,3]`` (dtype dimmed); dicts and lists one item a line."""
+    return rich.text.Text("\n").join(_value_lines(value))
+
+
+def _value_lines(value: Any) -> list[rich.text.Text]:
+    if isinstance(value, AxisMetadata):
+        value = value.unbox()
+    if _is_array(value):
+        text = rich.text.Text()
+        text.append(str(value.dtype), style="dim")
+        text.append(f"[{','.join(str(d) for d in value.shape)}]")
+        return [text]
+    if isinstance(value, Mapping) and value:
+        lines = []
+        for key, item in value.items():
+            inner = _value_lines(item)
+            if _is_nested(item):
+                lines.append(rich.text.Text(f"{key}:"))
+                lines.extend(_prefixed("  ", line) for line in inner)
+            else:
+                lines.append(_prefixed(f"{key}: ", inner[0]))
+        return lines
+    if _is_nested(value):
+        lines = []
+        for item in value:
+            inner = _value_lines(item)
+            lines.append(_prefixed("- ", inner[0]))
+            lines.extend(_prefixed("  ", line) for line in inner[1:])
+        return lines
+    return [rich.text.Text(str(value))]
+
+
+def _prefixed(prefix: str, line: rich.text.Text) -> rich.text.Text:
+    out = rich.text.Text(prefix)
+    out.append_text(line)
+    return out
+
+
+def _is_nested(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return bool(value)
+    return isinstance(value, (list, tuple)) and bool(value) and not hasattr(value, "_fields")
+
+
+def _variables_cell(own: Any, folded: Any) -> rich.text.Text | str:
+    """A module's own variables listed with their count; or, for a folded subtree, the total."""
+    if folded is not None:
+        n, nbytes = _count(folded)
+        return _size_text(n, nbytes) if n else ""
+    n, nbytes = _count(own)
+    if not n:
+        return ""
+    cell = _value_text(own)
+    cell.append("\n\n")
+    cell.append_text(_size_text(n, nbytes))
+    return cell
+
+
+def _module_cell(call: _Call) -> str:
+    name = type(call.module).__name__
+    return name if call.method == "__call__" else f"{name} ({call.method})"
+
+
+def _collections(variables: dict) -> list[str]:
+    present = [col for col, tree in variables.items() if _leaves(tree)]
+    return sorted(present, key=lambda col: (col != "params", col))
+
+
+def _render(
+    title: str,
+    calls: list[_Call],
+    rows: list[_Call],
+    variables: dict,
+    depth: int | None,
+    compute_flops: bool,
+    compute_vjp_flops: bool,
+    console_kwargs: Mapping[str, Any] | None,
+    table_kwargs: Mapping[str, Any],
+    column_kwargs: Mapping[str, Any],
+) -> str:
+    kids = _children(calls)
+    cols = _collections(variables)
+    table = rich.table.Table(
+        title=f"{title} Summary",
+        show_header=True,
+        show_lines=True,
+        show_footer=True,
+        title_style="italic",
+        **table_kwargs,
+    )
+    headers = ["path", "module", "inputs", "outputs"]
+    if compute_flops:
+        headers.append("flops")
+    if compute_vjp_flops:
+        headers.append("vjp_flops")
+    for header in headers[:-1]:
+        table.add_column(header, **column_kwargs)
+    # "Total" sits in the footer of the last column before the collections.
+    table.add_column(headers[-1], footer=rich.text.Text("Total", justify="right"), **column_kwargs)
+    grand_n = grand_bytes = 0
+    for col in cols:
+        n, nbytes = _count(variables[col])
+        grand_n, grand_bytes = grand_n + n, grand_bytes + nbytes
+        table.add_column(col, footer=_size_text(n, nbytes), **column_kwargs)
+
+    listed: set[Path] = set()
+    for call in rows:
+        repeated = call.path in listed
+        listed.add(call.path)
+        folded = depth is not None and len(call.path) == depth and bool(kids.get(call.path))
+        cells: list[Any] = [
+            "/".join(call.path),
+            _module_cell(call),
+            _value_text(call.inputs),
+            _value_text(call.outputs),
+        ]
+        if compute_flops:
+            cells.append("" if call.flops is None else f"{call.flops:.0f}")
+        if compute_vjp_flops:
+            cells.append("" if call.vjp_flops is None else f"{call.vjp_flops:.0f}")
+        for col in cols:
+            tree = _subtree(variables[col], call.path)
+            if repeated:  # a module's variables belong to its first row only
+                cells.append("")
+            elif folded:
+                cells.append(_variables_cell(None, tree))
+            else:
+                own = {k: v for k, v in tree.items() if k not in kids.get(call.path, ())}
+                cells.append(_variables_cell(own, None))
+        table.add_row(*cells)
+
+    caption = rich.text.Text("Total Parameters: ", style="bold")
+    caption.append_text(_size_text(grand_n, grand_bytes) if grand_n else rich.text.Text(""))
+    table.caption = caption
+    table.caption_style = "bold"
+
+    options = {"force_terminal": True, "force_jupyter": False}
+    options.update(console_kwargs or {})
+    if "width" not in options:
+        # As wide as the table wants, so no cell is cut short with an ellipsis.
+        probe = rich.console.Console(width=10_000, file=io.StringIO())
+        options["width"] = max(probe.measure(table).maximum, 40)
+    console = rich.console.Console(file=io.StringIO(), **options)
+    console.print(table)
+    return "\n" + console.file.getvalue()

@@ -380,14 +380,14 @@ def _render(
 ) -> str:
     kids = _children(calls)
     cols = _collections(variables)
-    table = rich.table.Table(
-        title=f"{title} Summary",
-        show_header=True,
-        show_lines=True,
-        show_footer=True,
-        title_style="italic",
-        **table_kwargs,
-    )
+    options = {
+        "title": f"{title} Summary",
+        "show_header": True,
+        "show_lines": True,
+        "show_footer": True,
+        "title_style": "italic",
+    }
+    table = rich.table.Table(**{**options, **table_kwargs})
     headers = ["path", "module", "inputs", "outputs"]
     if compute_flops:
         headers.append("flops")
@@ -434,12 +434,11 @@ def _render(
     table.caption = caption
     table.caption_style = "bold"
 
-    options = {"force_terminal": True, "force_jupyter": False}
-    options.update(console_kwargs or {})
-    if "width" not in options:
+    console_options = {"force_terminal": True, "force_jupyter": False, **(console_kwargs or {})}
+    if "width" not in console_options:
         # As wide as the table wants, so no cell is cut short with an ellipsis.
         probe = rich.console.Console(width=10_000, file=io.StringIO())
-        options["width"] = max(probe.measure(table).maximum, 40)
-    console = rich.console.Console(file=io.StringIO(), **options)
+        console_options["width"] = max(probe.measure(table).maximum, 40)
+    console = rich.console.Console(file=io.StringIO(), **console_options)
     console.print(table)
     return "\n" + console.file.getvalue()

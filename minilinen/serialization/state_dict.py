@@ -125,7 +125,7 @@ def _restore_leaf(target: Any, state: Any) -> Any:
         if hasattr(target, "shape") and hasattr(target, "dtype"):
             raise StateDictMismatchError(
                 f"Expected an array of shape {tuple(target.shape)} {_where()}, but the "
-                f"state dict holds a dict with keys {sorted(state)}."
+                f"state dict holds a dict with keys {sorted(map(str, state))}."
             )
         return state
     t_shape = getattr(target, "shape", None)
@@ -167,7 +167,7 @@ def _dict_to(xs: dict) -> dict:
     out = {str(k): to_state_dict(v) for k, v in xs.items()}
     if len(out) != len(xs):
         raise StateDictMismatchError(
-            f"Dict keys do not have unique string forms: {list(xs)} give {sorted(out)}."
+            f"Dict keys do not have unique string forms: {list(xs)} give {sorted(map(str, out))}."
         )
     return out
 
@@ -178,7 +178,7 @@ def _restore_items(xs: Any, state: Any, what: str) -> dict:
     if missing:
         raise StateDictMismatchError(
             f"Key mismatch {_where()}: the template has keys {sorted(map(str, xs))}, the "
-            f"state dict has keys {sorted(state)}; missing from the state dict: "
+            f"state dict has keys {sorted(map(str, state))}; missing from the state dict: "
             f"{sorted(map(str, missing))}."
         )
     # Extra keys in the state dict are ignored, as Flax does: restoring a subset works.
@@ -209,7 +209,7 @@ def _list_from(xs: list, state: Any) -> list:
     if len(state) != len(xs):
         raise StateDictMismatchError(
             f"Length mismatch {_where()}: the template {_type_name(xs)} has {len(xs)} "
-            f"items, the state dict has {len(state)} (keys {sorted(state)})."
+            f"items, the state dict has {len(state)} (keys {sorted(map(str, state))})."
         )
     out = []
     for i, v in enumerate(xs):
@@ -217,7 +217,7 @@ def _list_from(xs: list, state: Any) -> list:
         if key not in state:
             raise StateDictMismatchError(
                 f"Key mismatch {_where()}: a {_type_name(xs)} of {len(xs)} items needs "
-                f"keys '0'..'{len(xs) - 1}', the state dict has keys {sorted(state)}."
+                f"keys '0'..'{len(xs) - 1}', the state dict has keys {sorted(map(str, state))}."
             )
         out.append(from_state_dict(v, state[key], name=key))
     return out
@@ -236,7 +236,11 @@ def _namedtuple_from(xs: Any, state: Any) -> Any:
     if set(state) == {"name", "fields", "values"} and "name" not in xs._fields:
         # The older layout {'name', 'fields': {'0': field}, 'values': {'0': value}}.
         fields, values = state["fields"], state["values"]
-        if isinstance(fields, dict) and isinstance(values, dict):
+        if (
+            isinstance(fields, dict)
+            and isinstance(values, dict)
+            and all(type(f) is str for f in fields.values())
+        ):
             state = {fields[k]: values[k] for k in fields if k in values}
     if set(state) != set(xs._fields):
         raise StateDictMismatchError(

@@ -13,10 +13,17 @@ writes into ``serialization/``:
   ``../shared/seeds/004_*.txt``; Flax's ``from_bytes`` of the bytes is checked to
   give those values and its ``to_bytes`` of them to give the bytes again;
 - ``training_losses.json``: the loss of every step of ``run_training`` with
-  ``flax.linen`` and Flax's TrainState.
+  ``flax.linen`` and Flax's TrainState;
+- ``checkpoint_scenarios.json``: ``checkpoint_scenarios.replay`` with Flax's
+  legacy (non-Orbax) ``flax.training.checkpoints``: which saves fail and which
+  files remain after each, for ``keep``, ``keep_every_n_steps``, ``overwrite``,
+  float steps and prefixes;
+- ``flax_legacy_checkpoint_7``: a checkpoint file Flax's legacy writer made of the
+  ``train_state_adam`` case.
 
 It also checks that Flax's ``from_bytes`` reads minilinen's bytes of every case.
-``tests/test_serialization_golden.py`` and ``tests/test_train_state.py`` use the data.
+``tests/test_serialization_golden.py``, ``tests/test_train_state.py`` and
+``tests/test_checkpoints.py`` use the data.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import glob
 import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -61,6 +69,8 @@ def main() -> None:
 
     sys.path.insert(0, str(HERE.parent))
     sys.path.insert(0, str(HERE.parents[1]))
+    import minilinen.serialization as mser
+    import minilinen.serialization.encode as mencode
     from golden.serialization_cases import (
         CHUNKED_CASES,
         CHUNKED_MAX_CHUNK_SIZE,
@@ -68,9 +78,6 @@ def main() -> None:
         make_cases,
         run_training,
     )
-
-    import minilinen.serialization as mser
-    import minilinen.serialization.encode as mencode
     from minilinen.core import freeze as mfreeze
     from minilinen.training.train_state import TrainState as MTrainState
 
@@ -107,6 +114,25 @@ def main() -> None:
             serialization.MAX_CHUNK_SIZE = mencode.MAX_CHUNK_SIZE = default_chunk
         (OUT / f"{name}.msgpack").write_bytes(data)
         print(f"{name}: {len(data)} bytes, minilinen's equal: {mine == data}")
+
+    from flax import config as flax_config
+    from flax.training import checkpoints
+
+    from golden.checkpoint_scenarios import replay
+
+    flax_config.update("flax_use_orbax_checkpointing", False)
+    with tempfile.TemporaryDirectory() as root:
+        records = replay(
+            checkpoints.save_checkpoint,
+            checkpoints.restore_checkpoint,
+            checkpoints.latest_checkpoint,
+            root,
+        )
+        legacy = checkpoints.save_checkpoint(
+            root, make_cases(train_state.TrainState, freeze)["train_state_adam"], 7
+        )
+        (OUT / "flax_legacy_checkpoint_7").write_bytes(Path(legacy).read_bytes())
+    (OUT / "checkpoint_scenarios.json").write_text(json.dumps(records, indent=1) + "\n")
 
     losses = run_training(fnn, train_state.TrainState)
     (OUT / "training_losses.json").write_text(json.dumps({"losses": losses}, indent=1) + "\n")

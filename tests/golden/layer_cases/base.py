@@ -1,5 +1,4 @@
-"""The case record and registry shared by the layer golden cases.
-"""
+"""The case record and registry shared by the layer golden cases."""
 
 from __future__ import annotations
 

@@ -1,0 +1,160 @@
+"""BatchNorm training semantics (seed 003's MLP under vmap) and normalization errors."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from golden import seed003_cells
+from golden.tree_record import describe, flatten
+
+import minilinen as nn
+from minilinen.errors import LayerConfigError, MergeParamError
+
+GOLDEN = Path(__file__).parent / "golden" / "layers"
+NAME = "seed003_batchnorm_vmap"
+
+
+def golden(partitionable: bool) -> tuple[dict, dict]:
+    """Flax's recorded structure and arrays of the seed's BatchNorm MLP training."""
+    stem = GOLDEN / f"threefry_{int(partitionable)}"
+    with open(f"{stem}.json") as f:
+        structure = json.load(f)["cases"][NAME]
+    with np.load(f"{stem}.npz") as npz:
+        arrays = {k: v for k, v in npz.items() if k.startswith(f"{NAME}/")}
+    return structure, arrays
+
+
+@pytest.fixture(params=[True, False], ids=["threefry1", "threefry0"])
+def partitionable(request):
+    old = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", request.param)
+    yield request.param
+    jax.config.update("jax_threefry_partitionable", old)
+
+
+def test_seed003_batchnorm_mlp_trains_like_flax(partitionable):
+    structure, arrays = golden(partitionable)
+    result = seed003_cells.batchnorm_vmap_training(nn, seed003_cells.make_data())
+
+    assert describe(result, NAME) == structure
+    for path, value in flatten(result, NAME).items():
+        want = arrays[path]
+        np.testing.assert_allclose(
+            value, want, rtol=1e-6, atol=1e-6 * np.abs(want).max(), err_msg=path
+        )
+    losses = [float(v) for v in result["losses"]]
+    assert losses[-1] < losses[0], "the MLP did not train"
+
+
+class MLP(nn.Module):
+    """Seed 003's MLP: Dense -> BatchNorm(axis_name='batch') -> relu, twice, then Dense."""
+
+    hidden: int = 4
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, axis_name="batch")
+        x = nn.relu(norm()(nn.Dense(self.hidden)(x)))
+        x = nn.relu(norm()(nn.Dense(self.hidden)(x)))
+        return nn.Dense(1)(x)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    x = jnp.asarray(np.random.RandomState(0).standard_normal((6, 3)), jnp.float32)
+    variables = MLP().init(jax.random.key(0), x)
+    return x, variables
+
+
+@partial(jax.jit, static_argnames="train")
+def vmapped_apply(variables, x, train):
+    def one(xi):
+        return MLP().apply(variables, xi, train=train, mutable=["batch_stats"])
+
+    return jax.vmap(one, out_axes=(0, None), axis_name="batch")(x)
+
+
+def test_train_mode_updates_batch_stats_with_batch_moments(mlp):
+    x, variables = mlp
+    stats = variables["batch_stats"]["BatchNorm_0"]
+    assert np.array_equal(stats["mean"], np.zeros(4)) and np.array_equal(stats["var"], np.ones(4))
+
+    _, updated = vmapped_apply(variables, x, True)
+    new = updated["batch_stats"]["BatchNorm_0"]
+    # The first BatchNorm sees Dense_0's output over the whole (vmapped) batch.
+    p = variables["params"]["Dense_0"]
+    h = np.asarray(x) @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+    np.testing.assert_allclose(new["mean"], 0.1 * h.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(new["var"], 0.9 + 0.1 * h.var(0), rtol=1e-5, atol=1e-6)
+    second = updated["batch_stats"]["BatchNorm_1"]
+    assert not np.array_equal(second["mean"], variables["batch_stats"]["BatchNorm_1"]["mean"])
+
+
+def test_eval_mode_leaves_batch_stats_untouched(mlp):
+    x, variables = mlp
+    _, trained = vmapped_apply(variables, x, True)
+    variables = {"params": variables["params"], "batch_stats": trained["batch_stats"]}
+
+    y, after = vmapped_apply(variables, x, False)
+    for a, b in zip(jax.tree.leaves(after["batch_stats"]), jax.tree.leaves(trained["batch_stats"])):
+        assert np.array_equal(a, b)
+    # Without vmap, eval mode needs no axis name and gives the same outputs.
+    y_plain = MLP().apply(variables, x)
+    np.testing.assert_allclose(y, y_plain, rtol=1e-5, atol=1e-6)
+
+
+def test_vmapped_statistics_equal_whole_batch_statistics():
+    x = jnp.asarray(np.random.RandomState(1).standard_normal((5, 3)) * 2 + 1, jnp.float32)
+    bn_axis = nn.BatchNorm(use_running_average=False, axis_name="batch")
+    bn = nn.BatchNorm(use_running_average=False)
+    variables = bn.init(jax.random.key(0), x)
+
+    y_map, s_map = jax.vmap(
+        lambda xi: bn_axis.apply(variables, xi, mutable=["batch_stats"]),
+        out_axes=(0, None),
+        axis_name="batch",
+    )(x)
+    y, s = bn.apply(variables, x, mutable=["batch_stats"])
+    np.testing.assert_allclose(y_map, y, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(s_map), jax.tree.leaves(s)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_use_running_average_must_be_given_exactly_once():
+    x = jnp.ones((2, 3))
+    with pytest.raises(MergeParamError, match="use_running_average"):
+        nn.BatchNorm().init(jax.random.key(0), x)
+    with pytest.raises(MergeParamError, match="both"):
+        nn.BatchNorm(use_running_average=True).init(jax.random.key(0), x, True)
+
+
+@pytest.mark.parametrize(
+    ("module", "match"),
+    [
+        (nn.GroupNorm(num_groups=4), "does not divide"),
+        (nn.GroupNorm(num_groups=None, group_size=4), "not a multiple"),
+        (nn.GroupNorm(num_groups=2, group_size=3), "exactly one"),
+        (nn.GroupNorm(num_groups=3, reduction_axes=(1,)), "last axis"),
+        (nn.InstanceNorm(feature_axes=(0, -1)), "batch axis"),
+    ],
+)
+def test_bad_normalization_configs_raise_named_errors(module, match):
+    with pytest.raises(LayerConfigError, match=match) as info:
+        module.init(jax.random.key(0), jnp.ones((2, 3, 6)))
+    assert isinstance(info.value, ValueError)
+
+
+def test_normalization_keeps_input_dtype_and_computes_in_float32():
+    x = jnp.asarray(np.random.RandomState(2).standard_normal((3, 8)) * 50, jnp.bfloat16)
+    ln = nn.LayerNorm(param_dtype=jnp.bfloat16)
+    y = ln.apply(ln.init(jax.random.key(0), x), x)
+    assert y.dtype == jnp.bfloat16
+    xf = np.asarray(x, np.float32)
+    want = (xf - xf.mean(-1, keepdims=True)) / np.sqrt(xf.var(-1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=2e-2, atol=2e-2)

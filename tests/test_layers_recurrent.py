@@ -1,0 +1,120 @@
+"""RNN and Bidirectional against their cells stepped by hand in a Python loop."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import minilinen as nn
+
+
+def data(*shape, seed=0):
+    return jnp.asarray(np.random.RandomState(seed).standard_normal(shape), jnp.float32)
+
+
+def step_by_hand(cell, params, carry, xs):
+    """Applies ``cell`` to each time step of ``xs`` (batch, time, features) in turn."""
+    outs, carries = [], []
+    for t in range(xs.shape[1]):
+        carry, y = cell.apply({"params": params}, carry, xs[:, t])
+        outs.append(y)
+        carries.append(carry)
+    return carry, jnp.stack(outs, axis=1), carries
+
+
+def test_rnn_over_lstm_cell_equals_the_cell_stepped_by_hand():
+    x = data(2, 6, 3)
+    rnn = nn.RNN(nn.LSTMCell(4), return_carry=True)
+    variables = rnn.init(jax.random.key(0), x)
+    carry, ys = rnn.apply(variables, x)
+
+    cell = nn.LSTMCell(4)
+    params = variables["params"]["cell"]
+    # The cell's own init makes the same parameters as the RNN's 'cell' scope.
+    own = cell.init(
+        jax.random.key(0), cell.initialize_carry(jax.random.key(1), x[:, 0].shape), x[:, 0]
+    )
+    assert set(own["params"]) == set(params)
+    start = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+    want_carry, want_ys, _ = step_by_hand(cell, params, start, x)
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-6, atol=1e-7)
+    for a, b in zip(carry, want_carry):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_rnn_seq_lengths_return_each_sequences_last_real_carry():
+    x = data(3, 5, 2, seed=1)
+    lengths = jnp.asarray([2, 5, 3])
+    rnn = nn.RNN(nn.GRUCell(3))
+    variables = rnn.init(jax.random.key(0), x)
+    carry, ys = rnn.apply(variables, x, seq_lengths=lengths, return_carry=True)
+
+    cell = nn.GRUCell(3)
+    start = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+    _, want_ys, carries = step_by_hand(cell, variables["params"]["cell"], start, x)
+    np.testing.assert_allclose(ys, want_ys, rtol=1e-6, atol=1e-7)
+    for i, n in enumerate([2, 5, 3]):
+        np.testing.assert_allclose(carry[i], carries[n - 1][i], rtol=1e-6, atol=1e-7)
+
+
+def test_rnn_reverse_keep_order_runs_each_sequence_backwards():
+    x = data(2, 4, 3, seed=2)
+    lengths = jnp.asarray([4, 2])
+    rnn = nn.RNN(nn.SimpleCell(2), reverse=True, keep_order=True)
+    variables = rnn.init(jax.random.key(0), x)
+    ys = rnn.apply(variables, x, seq_lengths=lengths)
+
+    cell = nn.SimpleCell(2)
+    params = variables["params"]["cell"]
+    for i, n in enumerate([4, 2]):
+        seq = x[i : i + 1, :n][:, ::-1]
+        start = cell.initialize_carry(jax.random.key(0), seq[:, 0].shape)
+        _, want, _ = step_by_hand(cell, params, start, seq)
+        np.testing.assert_allclose(ys[i, :n], want[0, ::-1], rtol=1e-6, atol=1e-7)
+
+
+def test_rnn_time_major_with_initial_carry_under_jit_and_grad():
+    x = data(5, 2, 3, seed=3)
+    rnn = nn.RNN(nn.OptimizedLSTMCell(4), time_major=True)
+    carry0 = (data(2, 4, seed=4), data(2, 4, seed=5))
+    variables = rnn.init(jax.random.key(0), x, initial_carry=carry0)
+
+    @jax.jit
+    def loss(params):
+        return jnp.sum(rnn.apply({"params": params}, x, initial_carry=carry0) ** 2)
+
+    cell = nn.OptimizedLSTMCell(4)
+    params = variables["params"]
+    _, want, _ = step_by_hand(cell, params["cell"], carry0, jnp.swapaxes(x, 0, 1))
+    np.testing.assert_allclose(loss(params), jnp.sum(want**2), rtol=1e-5)
+    grads = jax.grad(loss)(params)
+    assert jax.tree.structure(grads) == jax.tree.structure(params)
+    assert all(bool(jnp.any(g != 0)) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("merge", [None, jnp.add])
+def test_bidirectional_merges_a_forward_and_a_backward_pass(merge):
+    x = data(2, 4, 3, seed=6)
+    kwargs = {} if merge is None else {"merge_fn": merge}
+    bi = nn.Bidirectional(nn.RNN(nn.LSTMCell(2)), nn.RNN(nn.GRUCell(2)), **kwargs)
+    variables = bi.init(jax.random.key(0), x)
+    assert list(variables["params"]) == ["forward_rnn", "backward_rnn"]
+    ys = bi.apply(variables, x)
+
+    fwd = nn.RNN(nn.LSTMCell(2)).apply({"params": variables["params"]["forward_rnn"]}, x)
+    bwd = nn.RNN(nn.GRUCell(2), reverse=True, keep_order=True).apply(
+        {"params": variables["params"]["backward_rnn"]}, x
+    )
+    want = jnp.concatenate([fwd, bwd], -1) if merge is None else fwd + bwd
+    np.testing.assert_allclose(ys, want, rtol=1e-6, atol=1e-7)
+
+
+def test_cells_initialize_carry_from_the_input_shape():
+    shape = (3, 7, 5)
+    c, h = nn.LSTMCell(4).initialize_carry(jax.random.key(0), shape)
+    assert c.shape == h.shape == (3, 7, 4)
+    assert nn.GRUCell(2).initialize_carry(jax.random.key(0), shape).shape == (3, 7, 2)
+    ones = nn.SimpleCell(2, carry_init=jax.nn.initializers.ones)
+    np.testing.assert_array_equal(ones.initialize_carry(jax.random.key(0), (4,)), np.ones(2))

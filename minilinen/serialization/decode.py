@@ -8,8 +8,9 @@ from a fixed table (never object or structured dtypes), and an array's shape
 must account for exactly the bytes of its buffer. Nothing is ever executed or
 imported. Any failure raises ``CorruptDataError``.
 
-Array data is first viewed in place in the input, then copied once into its own
-aligned, writable array (chunked arrays are assembled in that same copy).
+Array data is copied once, out of the input into its own aligned, writable
+array (the chunks of a chunked array are viewed in place and joined in that one
+copy).
 """
 
 from __future__ import annotations
@@ -44,13 +45,18 @@ def msgpack_restore(encoded: Any) -> Any:
     """Unpacks msgpack bytes made by ``msgpack_serialize`` (or by Flax) into a tree."""
     buf = _byte_view(encoded)
     reader = _Reader(buf, 0, len(buf))
-    value = reader.read(0)
+    try:
+        value = reader.read(0)
+    except RecursionError:
+        # MAX_DEPTH keeps the reader within Python's default stack; a caller already
+        # deep in its own stack may still run out first.
+        raise CorruptDataError("The data is nested too deeply for this call stack.") from None
     if reader.pos != len(buf):
         raise CorruptDataError(
             f"{len(buf) - reader.pos} bytes of trailing data after the msgpack value "
             f"(which ends at offset {reader.pos} of {len(buf)})."
         )
-    return _detach(value)
+    return value
 
 
 def from_bytes(target: Any, encoded: Any) -> Any:
@@ -76,12 +82,15 @@ def _byte_view(encoded: Any) -> memoryview:
 class _Reader:
     """A cursor over ``buf[pos:end]`` that decodes one msgpack value per ``read``."""
 
-    __slots__ = ("buf", "pos", "end")
+    __slots__ = ("buf", "pos", "end", "copy")
 
     def __init__(self, buf: memoryview, pos: int, end: int):
         self.buf = buf
         self.pos = pos
         self.end = end
+        # Arrays are copied out of the input as they are read, except the chunks of
+        # a chunked array, which are joined (copied once) when its map is complete.
+        self.copy = True
 
     def take(self, n: int) -> int:
         """Claims the next ``n`` bytes and returns where they start."""
@@ -98,20 +107,24 @@ class _Reader:
         return fmt.unpack_from(self.buf, self.take(fmt.size))[0]
 
     def read(self, depth: int) -> Any:
-        b = self.buf[self.take(1)]
+        pos = self.pos
+        if pos >= self.end:
+            raise CorruptDataError(f"Truncated data: a value expected at offset {pos}.")
+        b = self.buf[pos]
+        self.pos = pos + 1
         if b <= 0x7F:
             return b
-        if b >= 0xE0:
-            return b - 0x100
         if b <= 0x8F:
             return self.read_map(b & 0x0F, depth)
         if b <= 0x9F:
             return self.read_list(b & 0x0F, depth)
         if b <= 0xBF:
             return self.read_str(b & 0x1F)
-        return _DISPATCH[b - 0xC0](self, depth)
+        if b >= 0xE0:
+            return b - 0x100
+        return _DISPATCH[b - 0xC0](self, b, depth)
 
-    def read_map(self, n: int, depth: int) -> dict:
+    def read_map(self, n: int, depth: int) -> Any:
         if depth >= MAX_DEPTH:
             raise CorruptDataError(f"Maps and lists nested deeper than {MAX_DEPTH} levels.")
         if 2 * n > self.end - self.pos:
@@ -120,11 +133,17 @@ class _Reader:
                 f"{self.end - self.pos} bytes left."
             )
         out = {}
+        copy = self.copy
         for _ in range(n):
             key = self.read(depth + 1)
             if type(key) not in _KEY_TYPES:
                 raise CorruptDataError(f"A map key of type {type(key).__name__}.")
+            if key == CHUNKED_ARRAY_KEY:
+                self.copy = False
             out[key] = self.read(depth + 1)
+        self.copy = copy
+        if CHUNKED_ARRAY_KEY in out:
+            return _unchunk(out)
         return out
 
     def read_list(self, n: int, depth: int) -> list:
@@ -144,22 +163,18 @@ class _Reader:
         except UnicodeDecodeError:
             raise CorruptDataError(f"A string at offset {start} is not valid UTF-8.") from None
 
-    def read_bin(self, n: int) -> bytes:
-        start = self.take(n)
-        return bytes(self.buf[start : start + n])
-
     def read_ext(self, n: int, depth: int) -> Any:
-        code = self.unpack(_I8)
-        start = self.take(n)
-        sub = _Reader(self.buf, start, start + n)
+        code = self.buf[self.take(n + 1)]
+        start = self.pos - n
         if code == EXT_NDARRAY or code == EXT_NPSCALAR:
-            arr = sub.read_ndarray(depth)
+            arr = _read_ndarray(self.buf[start : start + n], start, depth)
             if code == EXT_NDARRAY:
-                return arr
+                return arr.copy() if self.copy else arr
             if arr.shape != ():
                 raise CorruptDataError(f"A NumPy scalar at offset {start} has shape {arr.shape}.")
             return arr[()]
         if code == EXT_COMPLEX:
+            sub = _Reader(self.buf, start, start + n)
             parts = sub.read(depth + 1)
             if (
                 sub.pos != sub.end
@@ -169,131 +184,190 @@ class _Reader:
             ):
                 raise CorruptDataError(f"A complex value at offset {start} is not (real, imag).")
             return complex(parts[0], parts[1])
+        code = code - 256 if code > 127 else code  # ext type codes are signed
         raise CorruptDataError(f"Unknown msgpack extension type {code} at offset {start}.")
 
-    def read_ndarray(self, depth: int) -> np.ndarray:
-        """Reads ``(shape, dtype name, bin)``, the whole of this reader's range."""
-        at = self.pos
-        if self.buf[self.take(1)] != 0x93:
-            raise CorruptDataError(f"An array at offset {at} is not (shape, dtype, data).")
-        shape = self.read(depth + 1)
-        name = self.read(depth + 1)
-        marker = self.buf[self.take(1)]
-        if marker == 0xC4:
-            nbytes = self.unpack(_U8)
-        elif marker == 0xC5:
-            nbytes = self.unpack(_U16)
-        elif marker == 0xC6:
-            nbytes = self.unpack(_U32)
-        else:
-            raise CorruptDataError(f"The data of the array at offset {at} is not a bin.")
-        data = self.take(nbytes)
-        if self.pos != self.end:
-            raise CorruptDataError(
-                f"The array at offset {at} has {self.end - self.pos} extra bytes."
-            )
-        if (
-            type(shape) is not list
-            or len(shape) > _MAX_NDIM
-            or not all(type(d) is int and d >= 0 for d in shape)
-        ):
-            raise CorruptDataError(f"The array at offset {at} has an invalid shape {shape!r:.80}.")
-        dtype = dtype_from_name(name) if type(name) is str else None
-        if dtype is None:
-            raise CorruptDataError(
-                f"The array at offset {at} has dtype {name!r:.40}, which is not a numeric, "
-                "bool, text or ml_dtypes dtype (object and structured dtypes are refused)."
-            )
-        count = math.prod(shape)
-        if count * dtype.itemsize != nbytes:
-            raise CorruptDataError(
-                f"The array at offset {at} claims shape {tuple(shape)} of {dtype.name} "
-                f"({count * dtype.itemsize} bytes) but its buffer holds {nbytes} bytes."
-            )
-        try:
-            if count == 0:
-                return np.empty(shape, dtype)
-            arr = np.frombuffer(self.buf, dtype=dtype, count=count, offset=data).reshape(shape)
-        except (ValueError, OverflowError, MemoryError) as e:
-            raise CorruptDataError(f"The array at offset {at} cannot be built: {e}") from None
-        if dtype == np.bool_ and np.frombuffer(self.buf, np.uint8, count, data).max() > 1:
-            raise CorruptDataError(f"The bool array at offset {at} holds bytes other than 0 and 1.")
-        return arr
+
+# --- the type bytes 0xc0..0xdf -------------------------------------------------------
+
+_SIZE = {0xC4: _U8, 0xC5: _U16, 0xC6: _U32, 0xC7: _U8, 0xC8: _U16, 0xC9: _U32}
+_SIZE.update({0xD9: _U8, 0xDA: _U16, 0xDB: _U32, 0xDC: _U16, 0xDD: _U32, 0xDE: _U16, 0xDF: _U32})
+_NUMBER = {0xCA: _F32, 0xCB: _F64, 0xCC: _U8, 0xCD: _U16, 0xCE: _U32, 0xCF: _U64}
+_NUMBER.update({0xD0: _I8, 0xD1: _I16, 0xD2: _I32, 0xD3: _I64})
+_FIXEXT_SIZE = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
 
 
-def _fixed(fmt: struct.Struct):
-    return lambda r, depth: r.unpack(fmt)
+def _nil(r: _Reader, b: int, depth: int) -> None:
+    return None
 
 
-def _sized(fmt: struct.Struct, method: str):
-    if method == "read_str" or method == "read_bin":
-        return lambda r, depth: getattr(r, method)(r.unpack(fmt))
-    return lambda r, depth: getattr(r, method)(r.unpack(fmt), depth)
+def _bool(r: _Reader, b: int, depth: int) -> bool:
+    return b == 0xC3
 
 
-def _const(value: Any):
-    return lambda r, depth: value
-
-
-def _never_used(r: _Reader, depth: int) -> Any:
+def _never_used(r: _Reader, b: int, depth: int) -> Any:
     raise CorruptDataError(f"Byte 0xc1 (never used in msgpack) at offset {r.pos - 1}.")
 
 
-def _fixext(n: int):
-    return lambda r, depth: r.read_ext(n, depth)
+def _number(r: _Reader, b: int, depth: int) -> int | float:
+    return r.unpack(_NUMBER[b])
 
 
-# Handlers for the type bytes 0xc0..0xdf, in order.
-_DISPATCH = (
-    _const(None),
-    _never_used,
-    _const(False),
-    _const(True),
-    _sized(_U8, "read_bin"),
-    _sized(_U16, "read_bin"),
-    _sized(_U32, "read_bin"),
-    _sized(_U8, "read_ext"),
-    _sized(_U16, "read_ext"),
-    _sized(_U32, "read_ext"),
-    _fixed(_F32),
-    _fixed(_F64),
-    _fixed(_U8),
-    _fixed(_U16),
-    _fixed(_U32),
-    _fixed(_U64),
-    _fixed(_I8),
-    _fixed(_I16),
-    _fixed(_I32),
-    _fixed(_I64),
-    _fixext(1),
-    _fixext(2),
-    _fixext(4),
-    _fixext(8),
-    _fixext(16),
-    _sized(_U8, "read_str"),
-    _sized(_U16, "read_str"),
-    _sized(_U32, "read_str"),
-    _sized(_U16, "read_list"),
-    _sized(_U32, "read_list"),
-    _sized(_U16, "read_map"),
-    _sized(_U32, "read_map"),
-)
+def _bin(r: _Reader, b: int, depth: int) -> bytes:
+    n = r.unpack(_SIZE[b])
+    start = r.take(n)
+    return bytes(r.buf[start : start + n])
 
 
-def _detach(value: Any) -> Any:
-    """Copies every array out of the input buffer and joins chunked arrays."""
-    t = type(value)
-    if t is np.ndarray:
-        return value.copy()
-    if t is dict:
-        if CHUNKED_ARRAY_KEY in value:
-            return _unchunk(value)
-        for k, v in value.items():
-            value[k] = _detach(v)
-    elif t is list:
-        for i, v in enumerate(value):
-            value[i] = _detach(v)
-    return value
+def _str(r: _Reader, b: int, depth: int) -> str:
+    return r.read_str(r.unpack(_SIZE[b]))
+
+
+def _list(r: _Reader, b: int, depth: int) -> list:
+    return r.read_list(r.unpack(_SIZE[b]), depth)
+
+
+def _map(r: _Reader, b: int, depth: int) -> Any:
+    return r.read_map(r.unpack(_SIZE[b]), depth)
+
+
+def _ext(r: _Reader, b: int, depth: int) -> Any:
+    return r.read_ext(r.unpack(_SIZE[b]), depth)
+
+
+def _fixext(r: _Reader, b: int, depth: int) -> Any:
+    return r.read_ext(_FIXEXT_SIZE[b], depth)
+
+
+_DISPATCH = (_nil, _never_used, _bool, _bool, _bin, _bin, _bin, _ext, _ext, _ext)
+_DISPATCH += (_number,) * 10 + (_fixext,) * 5 + (_str,) * 3 + (_list,) * 2 + (_map,) * 2
+
+
+# --- arrays ----------------------------------------------------------------------------
+
+
+def _read_ndarray(payload: memoryview, at: int, depth: int) -> np.ndarray:
+    """Reads an ExtType 1/3 payload ``(shape, dtype name, bin)`` as a view into it."""
+    n = len(payload)
+    seen = _SEEN_HEADERS.get(n)
+    if seen is not None and payload[: len(seen[0])] == seen[0]:
+        # The same header as an array read before: same shape, dtype and size.
+        shape, dtype, nbytes, is_bool = seen[1]
+        data = len(seen[0])
+    else:
+        shape, dtype, nbytes, is_bool, data = _parse_ndarray(payload, at, depth)
+    if not nbytes:
+        return np.empty(shape, dtype)
+    if is_bool and np.frombuffer(payload, np.uint8, nbytes, data).max() > 1:
+        raise CorruptDataError(f"The bool array at offset {at} holds bytes other than 0 and 1.")
+    return np.ndarray(shape, dtype, buffer=payload, offset=data)
+
+
+def _parse_ndarray(payload: memoryview, at: int, depth: int) -> tuple:
+    """Parses and checks an array payload's header; returns its layout and data offset."""
+    n = len(payload)
+    try:
+        if payload[0] != 0x93:
+            raise CorruptDataError(f"An array at offset {at} is not (shape, dtype, data).")
+        shape, pos = _read_shape(payload)
+        if shape is None:  # an encoding Flax never writes: take the general path
+            reader = _Reader(payload, 1, n)
+            shape = reader.read(depth + 1)
+            pos = reader.pos
+        b = payload[pos]
+        if 0xA0 <= b <= 0xBF and pos + 1 + (b & 0x1F) <= n:
+            name = str(payload[pos + 1 : pos + 1 + (b & 0x1F)], "utf-8")
+            pos += 1 + (b & 0x1F)
+        else:
+            reader = _Reader(payload, pos, n)
+            name = reader.read(depth + 1)
+            pos = reader.pos
+        b = payload[pos]
+        if b == 0xC4:
+            nbytes, data = payload[pos + 1], pos + 2
+        elif b == 0xC5:
+            nbytes, data = _U16.unpack_from(payload, pos + 1)[0], pos + 3
+        elif b == 0xC6:
+            nbytes, data = _U32.unpack_from(payload, pos + 1)[0], pos + 5
+        else:
+            raise CorruptDataError(f"The data of the array at offset {at} is not a bin.")
+    except (IndexError, struct.error, UnicodeDecodeError):
+        raise CorruptDataError(f"The array at offset {at} is truncated or malformed.") from None
+    if data + nbytes != n:
+        raise CorruptDataError(
+            f"The array at offset {at} announces {nbytes} data bytes; its payload has {n - data}."
+        )
+    layout = _LAYOUTS.get((shape, name)) if type(shape) is tuple else None
+    if layout is None:
+        layout = _layout(shape, name, at)
+        if len(_LAYOUTS) >= 4096:  # trees reuse a few layouts; keep the cache small regardless
+            _LAYOUTS.clear()
+        _LAYOUTS[(layout[0], name)] = layout
+    shape, dtype, expected, is_bool = layout
+    if nbytes != expected:
+        raise CorruptDataError(
+            f"The array at offset {at} claims shape {shape} of {dtype.name} "
+            f"({expected} bytes) but its buffer holds {nbytes} bytes."
+        )
+    if len(_SEEN_HEADERS) >= 4096:
+        _SEEN_HEADERS.clear()
+    _SEEN_HEADERS[n] = (bytes(payload[:data]), layout)
+    return shape, dtype, nbytes, is_bool, data
+
+
+def _read_shape(payload: memoryview) -> tuple[tuple | None, int]:
+    """The shape at offset 1 if written as Flax writes it (a fixarray of unsigned ints)."""
+    b = payload[1]
+    if not 0x90 <= b <= 0x9F:
+        return None, 1
+    pos = 2
+    dims = []
+    for _ in range(b & 0x0F):
+        b = payload[pos]
+        if b <= 0x7F:
+            dims.append(b)
+            pos += 1
+        elif b == 0xCC:
+            dims.append(payload[pos + 1])
+            pos += 2
+        elif 0xCD <= b <= 0xCF:
+            fmt = _NUMBER[b]
+            dims.append(fmt.unpack_from(payload, pos + 1)[0])
+            pos += 1 + fmt.size
+        else:
+            return None, 1
+    return tuple(dims), pos
+
+
+# (shape, dtype name) -> the validated (shape, dtype, byte size, is bool) of such arrays.
+_LAYOUTS: dict[tuple, tuple] = {}
+# payload size -> (header bytes, layout) of the last valid array payload of that size;
+# a tree's arrays share few layouts, so most arrays skip parsing their header.
+_SEEN_HEADERS: dict[int, tuple[bytes, tuple]] = {}
+
+
+def _layout(shape: Any, name: Any, at: int) -> tuple:
+    """Checks a shape and dtype name from the wire; returns their layout."""
+    if (
+        type(shape) not in (list, tuple)
+        or len(shape) > _MAX_NDIM
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise CorruptDataError(f"The array at offset {at} has an invalid shape {shape!r:.80}.")
+    dtype = dtype_from_name(name) if type(name) is str else None
+    if dtype is None:
+        raise CorruptDataError(
+            f"The array at offset {at} has dtype {name!r:.40}, which is not a numeric, "
+            "bool, text or ml_dtypes dtype (object and structured dtypes are refused)."
+        )
+    shape = tuple(shape)
+    if 0 in shape:
+        # Empty, yet NumPy still refuses dimensions past its index range.
+        try:
+            np.empty(shape, dtype)
+        except (ValueError, OverflowError, MemoryError) as e:
+            raise CorruptDataError(f"The array at offset {at} cannot be built: {e}") from None
+    return shape, dtype, math.prod(shape) * dtype.itemsize, dtype == np.bool_
 
 
 def _as_tuple(d: Any, what: str) -> tuple:

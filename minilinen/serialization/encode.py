@@ -16,6 +16,7 @@ all, for writers that stream the pieces to a file.
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -70,7 +71,10 @@ def to_bytes(target: Any) -> bytes:
 def serialize_pieces(pytree: Any, sort_keys: bool = False) -> list:
     """The msgpack bytes of ``pytree`` as a list of buffers whose concatenation is them."""
     out: list = []
-    _emit(pytree, out, 0, True, sort_keys)
+    try:
+        _emit(pytree, out, 0, True, sort_keys)
+    except RecursionError:
+        raise SerializationError("The tree is nested too deeply for this call stack.") from None
     return out
 
 
@@ -133,21 +137,38 @@ def _emit_array(arr: np.ndarray, out: list, code: int, chunkable: bool) -> None:
         # Flax would write the foreign-order bytes under the native name; fix the order.
         dtype = dtype.newbyteorder("=")
         arr = arr.astype(dtype)
-    if not is_wire_dtype(dtype):
-        raise SerializationTypeError(
-            f"Cannot serialize an array of dtype {dtype}: object, structured and void "
-            "dtypes have no portable byte form. Use a numeric, bool or ml_dtypes dtype."
-        )
     if not arr.flags.c_contiguous:
         arr = np.array(arr, order="C")
     if chunkable and arr.nbytes > MAX_CHUNK_SIZE:
         _emit_chunked(arr, out)
         return
-    nbytes = arr.nbytes
-    head = b"\x93" + _pack(list(arr.shape)) + _pack(dtype.name) + _bin_header(nbytes)
-    out.append(_ext_header(code, len(head) + nbytes) + head)
-    if nbytes:
-        out.append(memoryview(arr.reshape(-1).view(np.uint8)))
+    key = (arr.shape, dtype, code)
+    head = _HEADS.get(key)
+    if head is None:
+        head = _array_head(arr.shape, dtype, code)
+        if len(_HEADS) >= 4096:  # trees reuse a few shapes; keep the cache small regardless
+            _HEADS.clear()
+        _HEADS[key] = head
+    out.append(head)
+    if arr.nbytes:
+        # A uint8 view exports a plain byte buffer for every dtype (bfloat16's own
+        # buffer format is not understood by memoryview).
+        out.append(arr.reshape(-1).view(np.uint8))
+
+
+# (shape, dtype, ext code) -> the ext header and payload header of such arrays.
+_HEADS: dict[tuple, bytes] = {}
+
+
+def _array_head(shape: tuple, dtype: np.dtype, code: int) -> bytes:
+    if not is_wire_dtype(dtype):
+        raise SerializationTypeError(
+            f"Cannot serialize an array of dtype {dtype}: object, structured and void "
+            "dtypes have no portable byte form. Use a numeric, bool or ml_dtypes dtype."
+        )
+    nbytes = math.prod(shape) * dtype.itemsize
+    head = b"\x93" + _pack(list(shape)) + _pack(dtype.name) + _bin_header(nbytes)
+    return _ext_header(code, len(head) + nbytes) + head
 
 
 def _emit_chunked(arr: np.ndarray, out: list) -> None:

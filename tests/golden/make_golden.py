@@ -3,10 +3,11 @@
 How the data was made: with flax 0.12.8 and jax 0.10.2 on CPU (the ``bench`` extra),
 ``.venv/bin/python tests/golden/make_golden.py`` starts one fresh subprocess per
 setting of ``jax_threefry_partitionable`` (False, True). Each runs every case of
-``core_models.py`` with ``nn = flax.linen``: ``init`` (all collections it returns)
-and ``apply`` on those variables (the output, and the mutated collections when
-``mutable`` is set). It writes ``core/threefry_{0,1}.npz`` (arrays under
-'/'-joined paths ``{case}/init/...`` and ``{case}/apply/...``) and
+``core_models.py`` with ``nn = flax.linen``: ``init_with_output`` (all collections
+it returns, and the output) and ``apply`` on those variables (the output, and the
+mutated collections when ``mutable`` is set). It writes ``core/threefry_{0,1}.npz``
+(arrays under '/'-joined paths ``{case}/init/...``, ``{case}/init_out/...`` and
+``{case}/apply/...``) and
 ``core/threefry_{0,1}.json`` (the tree structures, keys in Flax's order).
 ``tests/test_golden_core.py`` replays the same cases with minilinen.
 
@@ -44,14 +45,12 @@ def record(partitionable: bool) -> None:
     arrays: dict = {}
     for name, make in CASES.items():
         c = make(nn)
-        variables = c.module.init(c.rngs, *c.args, **c.init_kwargs)
+        init_out, variables = c.module.init_with_output(c.rngs, *c.args, **c.init_kwargs)
         out = c.module.apply(variables, *c.call_args(), **c.apply_kwargs)
-        structures[name] = {
-            "init": describe(variables, f"{name}/init"),
-            "apply": describe(out, f"{name}/apply"),
-        }
-        arrays.update(flatten(variables, f"{name}/init"))
-        arrays.update(flatten(out, f"{name}/apply"))
+        recorded = {"init": variables, "init_out": init_out, "apply": out}
+        structures[name] = {part: describe(t, f"{name}/{part}") for part, t in recorded.items()}
+        for part, tree in recorded.items():
+            arrays.update(flatten(tree, f"{name}/{part}"))
     OUT.mkdir(exist_ok=True)
     stem = OUT / f"threefry_{int(partitionable)}"
     meta = {
@@ -76,6 +75,7 @@ def record_seed003(nn) -> None:
     import flax
     import jax
     import numpy as np
+
     from golden import seed003_cells
     from golden.tree_record import describe, flatten
 

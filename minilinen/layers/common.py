@@ -30,15 +30,39 @@ def canonicalize_dtype(*args: Any, dtype: Any = None, inexact: bool = True) -> A
 
 def promote_dtype(*args: Any, dtype: Any = None, inexact: bool = True) -> list[Any]:
     """Casts every non-None array in ``args`` to one dtype (see ``canonicalize_dtype``)."""
+    # Fast path for the common case (all arrays already share the target dtype):
+    # jnp.result_type and no-op casts cost tens of microseconds per layer call
+    # in un-jitted code.
+    common = dtype
+    for x in args:
+        if x is None:
+            continue
+        if not isinstance(x, jax.Array) or x.weak_type:
+            break
+        if common is None:
+            common = x.dtype
+        elif x.dtype != common:
+            break
+    else:
+        if common is None or not inexact or _is_inexact(common):
+            return list(args)
     dtype = canonicalize_dtype(*args, dtype=dtype, inexact=inexact)
-    # Arrays already in the target dtype pass through: the cast would be a no-op
-    # that still costs a dispatch in un-jitted code.
     return [
         x
         if x is None or (isinstance(x, jax.Array) and x.dtype == dtype and not x.weak_type)
         else jnp.asarray(x, dtype)
         for x in args
     ]
+
+
+_INEXACT: dict[Any, bool] = {}
+
+
+def _is_inexact(dtype: Any) -> bool:
+    try:
+        return _INEXACT[dtype]
+    except KeyError:
+        return _INEXACT.setdefault(dtype, bool(jnp.issubdtype(dtype, jnp.inexact)))
 
 
 def merge_param(name: str, a: Any, b: Any) -> Any:

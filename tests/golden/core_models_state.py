@@ -138,6 +138,20 @@ def rng_params_stream_in_apply(nn):
     return Case(Net(), (data(2, 3),), key(31), apply_kwargs={"rngs": {"params": key(32)}})
 
 
+@case
+def rng_has_rng_and_is_initializing(nn):
+    L = lib(nn).Linear
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            names = ("params", "dropout", "noise")
+            flags = [self.has_rng(n) for n in names] + [self.is_initializing()]
+            return L(2)(x), jnp.array(flags)
+
+    return Case(Net(), (data(2, 3),), key(53), apply_kwargs={"rngs": {"noise": key(54)}})
+
+
 # --- sow and captured intermediates ------------------------------------------------
 
 

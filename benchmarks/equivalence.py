@@ -9,6 +9,7 @@ check Flax; tests/test_benchmarks_smoke.py checks minilinen.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
 import jax
 import numpy as np
@@ -23,7 +24,7 @@ def train_losses(workload: str, impl_name: str, size: str = "tiny", steps: int =
     impl = load_impl(impl_name)
     case = build(workload, impl, size)
     ref = build(workload, load_impl("raw"), size)
-    variables = case.init()
+    variables = jax.jit(case.init)()  # one compile instead of one per eager op
     out = {}
     for name, c, v in ((impl_name, case, variables), ("raw", ref, raw.as_dicts(variables))):
         step = jax.jit(c.make_step())
@@ -54,7 +55,34 @@ def main() -> None:
         a, b = np.array(out[args.impl]), np.array(out["raw"])
         err = float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6)))
         print(f"{w}: {args.impl} {a.tolist()} raw {b.tolist()} max rel diff {err:.2e}")
+        ours, floor = step_primitives(w, args.impl, args.size), step_primitives(w, "raw", args.size)
+        if ours == floor:
+            print(f"  train step jaxpr: the same {len(ours)} primitives in the same order")
+        else:
+            more, fewer = Counter(ours) - Counter(floor), Counter(floor) - Counter(ours)
+            print(f"  train step jaxpr: {len(ours)} vs {len(floor)} primitives; {args.impl} has")
+            print(f"  more {dict(more)} and fewer {dict(fewer)}")
 
 
 if __name__ == "__main__":
     main()
+
+
+def _primitives(jaxpr, out: list[str]) -> list[str]:
+    for eqn in jaxpr.eqns:
+        out.append(eqn.primitive.name)
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, (tuple, list)) else (v,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    _primitives(inner, out)
+    return out
+
+
+def step_primitives(workload: str, impl_name: str, size: str = "tiny") -> list[str]:
+    """Primitive names, in order and nested jaxprs included, of the workload's train step."""
+    case = build(workload, load_impl(impl_name), size)
+    # Shapes suffice, and skip compiling every eager op of init.
+    state = jax.eval_shape(lambda: case.make_state(case.init()))
+    jaxpr = jax.make_jaxpr(case.make_step())(state, case.batch)
+    return _primitives(jaxpr.jaxpr, [])

@@ -33,6 +33,11 @@ def _keys(key: jax.Array, n: int) -> Iterator[jax.Array]:
 # --- layers ------------------------------------------------------------------
 
 
+def _feature(v: jax.Array, ndim: int) -> jax.Array:
+    """A per-feature bias or scale reshaped to broadcast over the trailing axes of an ndim array."""
+    return v.reshape((1,) * (ndim - v.ndim) + v.shape)
+
+
 def _contract(x: jax.Array, kernel: jax.Array, n: int) -> jax.Array:
     """Contract the last `n` axes of x with the first `n` axes of kernel."""
     dims = (tuple(range(x.ndim - n, x.ndim)), tuple(range(n)))
@@ -45,8 +50,9 @@ def dense_init(key: jax.Array, n_in: int, n_out: int) -> Params:
 
 
 def dense(p: Params, x: jax.Array) -> jax.Array:
-    """x @ kernel + bias over the last axis."""
-    return _contract(x, p["kernel"], 1) + p["bias"]
+    """x @ kernel + bias, contracting the last axis of x with the first of kernel."""
+    y = _contract(x, p["kernel"], 1)
+    return y + _feature(p["bias"], y.ndim)
 
 
 def conv_init(key: jax.Array, size: tuple[int, int], n_in: int, n_out: int) -> Params:
@@ -59,7 +65,7 @@ def conv(p: Params, x: jax.Array) -> jax.Array:
     y = lax.conv_general_dilated(
         x, p["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-    return y + p["bias"]
+    return y + _feature(p["bias"], y.ndim)
 
 
 def norm_init(n: int) -> Params:
@@ -69,35 +75,41 @@ def norm_init(n: int) -> Params:
 
 def moments(x: jax.Array, axes: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     """Mean and variance as E[x] and E[x^2] side by side, the variance clipped at 0."""
-    mean = x.mean(axes)
-    mean2 = (x * x).mean(axes)
-    return mean, jnp.maximum(0.0, mean2 - mean * mean)
+    x2 = lax.square(x)
+    mean, mean2 = x.mean(axes), x2.mean(axes)
+    return mean, jnp.maximum(0.0, mean2 - lax.square(mean))
 
 
-def normalize(p: Params, x: jax.Array, mean: jax.Array, var: jax.Array, eps: float) -> jax.Array:
-    """(x - mean) * rsqrt(var + eps) * scale + bias, with the statistics reduced over axes."""
-    mul = lax.rsqrt(var + eps) * p["scale"]
-    return (x - mean) * mul + p["bias"]
+def normalize(
+    p: Params, x: jax.Array, mean: jax.Array, var: jax.Array, axes: tuple[int, ...], eps: float
+) -> jax.Array:
+    """(x - mean) * (rsqrt(var + eps) * scale) + bias, the statistics reduced over `axes`."""
+    mean, var = jnp.expand_dims(mean, axes), jnp.expand_dims(var, axes)
+    y = x - mean
+    mul = lax.rsqrt(var + eps) * _feature(p["scale"], x.ndim)
+    return y * mul + _feature(p["bias"], x.ndim)
 
 
 def layer_norm(p: Params, x: jax.Array, eps: float = 1e-6) -> jax.Array:
     """LayerNorm over the last axis."""
-    mean, var = moments(x, (-1,))
-    return normalize(p, x, mean[..., None], var[..., None], eps)
+    axes = (x.ndim - 1,)
+    mean, var = moments(x, axes)
+    return normalize(p, x, mean, var, axes, eps)
 
 
 def batch_norm(
     p: Params, stats: Params, x: jax.Array, train: bool, momentum: float = 0.99, eps: float = 1e-5
 ) -> tuple[jax.Array, Params]:
     """BatchNorm over all axes but the last; returns the output and the new running stats."""
+    axes = tuple(range(x.ndim - 1))
     if not train:
-        return normalize(p, x, stats["mean"], stats["var"], eps), stats
-    mean, var = moments(x, tuple(range(x.ndim - 1)))
+        return normalize(p, x, stats["mean"], stats["var"], axes, eps), stats
+    mean, var = moments(x, axes)
     new = {
         "mean": momentum * stats["mean"] + (1 - momentum) * mean,
         "var": momentum * stats["var"] + (1 - momentum) * var,
     }
-    return normalize(p, x, mean, var, eps), new
+    return normalize(p, x, mean, var, axes, eps), new
 
 
 def avg_pool(x: jax.Array, size: int) -> jax.Array:
@@ -123,19 +135,21 @@ def attention_init(key: jax.Array, d: int, heads: int) -> Params:
 
 def attention(p: Params, x: jax.Array, mask: jax.Array) -> jax.Array:
     """Causal multi-head self-attention of x with shape (batch, seq, d)."""
-    q, k, v = (_contract(x, p[n]["kernel"], 1) + p[n]["bias"] for n in ("query", "key", "value"))
+    q, k, v = (dense(p[n], x) for n in ("query", "key", "value"))
     q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
     w = jnp.einsum("...qhd,...khd->...hqk", q, k)
     w = jnp.where(mask, w, jnp.finfo(w.dtype).min)
     w = jax.nn.softmax(w)
     y = jnp.einsum("...hqk,...khd->...qhd", w, v)
-    return _contract(y, p["out"]["kernel"], 2) + p["out"]["bias"]
+    y = _contract(y, p["out"]["kernel"], 2)
+    return y + _feature(p["out"]["bias"], y.ndim)
 
 
-def causal_mask(seq: int) -> jax.Array:
-    """The (1, 1, seq, seq) mask letting query i see keys 0..i."""
-    idx = jnp.arange(seq)
-    return (idx[:, None] >= idx[None, :])[None, None]
+def causal_mask(tokens: jax.Array) -> jax.Array:
+    """The (batch, 1, seq, seq) float mask letting query i see keys 0..i."""
+    idx = jnp.broadcast_to(jnp.arange(tokens.shape[-1], dtype=jnp.int32), tokens.shape)
+    mask = jnp.greater_equal(idx[..., :, None], idx[..., None, :])
+    return mask[..., None, :, :].astype(jnp.float32)
 
 
 # --- models ------------------------------------------------------------------
@@ -232,7 +246,7 @@ def transformer_init(
 def transformer(params: Params, tokens: jax.Array) -> jax.Array:
     """The transformer forward pass: token ids (batch, seq) to logits (batch, seq, vocab)."""
     x = jnp.take(params["Embed_0"]["embedding"], tokens, axis=0) + params["pos_embedding"]
-    mask = causal_mask(tokens.shape[-1])
+    mask = causal_mask(tokens)
     i = 0
     while f"Block_{i}" in params:
         b = params[f"Block_{i}"]

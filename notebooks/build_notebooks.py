@@ -88,6 +88,8 @@ def this_python_kernel() -> Iterator[None]:
 
     A kernelspec for ``sys.executable`` goes into a temporary directory that is put
     first on ``JUPYTER_PATH``, ahead of any user-wide or system-wide ``python3``.
+    The kernel's connection file and IPython's profile go there too, so a fresh
+    machine with a read-only home directory works as well.
     """
     with tempfile.TemporaryDirectory() as tmp:
         spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
@@ -98,15 +100,21 @@ def this_python_kernel() -> Iterator[None]:
             "language": "python",
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
-        old = os.environ.get("JUPYTER_PATH")
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (tmp, old) if p)
+        settings = {
+            "JUPYTER_PATH": os.pathsep.join(p for p in (tmp, os.environ.get("JUPYTER_PATH")) if p),
+            "JUPYTER_RUNTIME_DIR": str(Path(tmp) / "runtime"),
+            "IPYTHONDIR": str(Path(tmp) / "ipython"),
+        }
+        old = {key: os.environ.get(key) for key in settings}
+        os.environ.update(settings)
         try:
             yield
         finally:
-            if old is None:
-                del os.environ["JUPYTER_PATH"]
-            else:
-                os.environ["JUPYTER_PATH"] = old
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:

@@ -45,6 +45,7 @@ class _Call:
     kwargs: dict
     inputs: Any
     outputs: Any = None
+    seen: dict | None = None  # the variables the module saw, as shapes (for FLOPs)
     flops: float | None = None
     vjp_flops: float | None = None
 
@@ -82,12 +83,13 @@ def tabulate(
     """
 
     def summarize(*args: Any, **kwargs: Any) -> str:
-        calls, variables = _trace(module, rngs, mutable, args, kwargs)
+        measure = compute_flops or compute_vjp_flops
+        calls, variables = _trace(module, rngs, mutable, args, kwargs, measure)
         shown = _select_rows(calls, depth, show_repeated)
         if compute_flops or compute_vjp_flops:
             keys = _as_key_dict(rngs)
             for call in shown:
-                _measure_flops(call, variables, keys, compute_flops, compute_vjp_flops)
+                _measure_flops(call, keys, compute_flops, compute_vjp_flops)
         return _render(
             type(module).__name__,
             calls,
@@ -108,7 +110,7 @@ def tabulate(
 
 
 def _trace(
-    module: Module, rngs: Any, mutable: Any, args: tuple, kwargs: dict
+    module: Module, rngs: Any, mutable: Any, args: tuple, kwargs: dict, keep_seen: bool
 ) -> tuple[list[_Call], dict]:
     """Runs ``init`` abstractly, recording every module call."""
     calls: list[_Call] = []
@@ -125,6 +127,10 @@ def _trace(
         calls.append(call)  # before the call, so parents precede their children
         out = next_fun(*a, **kw)
         call.outputs = _abstract(out)
+        if keep_seen:
+            # Inside a lifted transform (vmap, scan) a module sees a slice of the
+            # stored variables; its FLOPs must be measured on what it saw.
+            call.seen = _thaw(_abstract(ctx.module.variables))
         return out
 
     def init() -> Any:
@@ -218,10 +224,9 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, jax.ShapeDtypeStruct)
 
 
-def _measure_flops(call: _Call, variables: dict, rngs: dict, forward: bool, backward: bool) -> None:
+def _measure_flops(call: _Call, rngs: dict, forward: bool, backward: bool) -> None:
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
-    own = {col: _subtree(tree, call.path) for col, tree in variables.items()}
-    own = {col: tree for col, tree in own.items() if tree}
+    own = {col: tree for col, tree in (call.seen or {}).items() if tree}
     unbound = call.module.clone()
     leaves, treedef = jax.tree_util.tree_flatten((call.args, call.kwargs))
     dynamic = [i for i, x in enumerate(leaves) if _is_array(x)]

@@ -372,3 +372,23 @@ def test_tabulate_under_the_seeds_rng_setting():
     finally:
         jax.config.update("jax_threefry_partitionable", old)
     assert total_line(text) == "Total Parameters: 56 (224 B)"
+
+
+def test_modules_inside_lifted_transforms():
+    from minilinen.transforms import vmap
+
+    class Ensemble(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            dense = vmap(nn.Dense, variable_axes={"params": 0}, split_rngs={"params": True})
+            return dense(4)(x)
+
+    # Five Dense 3->4 layers, stacked: 5 * (12 + 4) = 80 values.
+    text = Ensemble().tabulate(KEY, jnp.ones((5, 2, 3)), compute_flops=True, console_kwargs=PLAIN)
+    paths = by_path(rows(text))
+    inner = paths["VmapDense_0"]
+    assert (inner["inputs"], inner["outputs"]) == ("float32[2,3]", "float32[2,4]")  # one slice
+    assert inner["params"] == "bias: float32[5,4] | kernel: float32[5,3,4] | 80 (320 B)"
+    # FLOPs of one slice (2*3*4 multiply-adds + 8 bias adds), and five of them for the whole.
+    assert inner["flops"] == str(2 * 2 * 3 * 4 + 2 * 4)
+    assert paths[""]["flops"] == str(5 * (2 * 2 * 3 * 4 + 2 * 4))

@@ -194,7 +194,8 @@ def _frozen_to(xs: FrozenDict) -> dict:
 
 
 def _frozen_from(xs: FrozenDict, state: Any) -> FrozenDict:
-    return FrozenDict(_restore_items(xs._dict, state, "a FrozenDict"))
+    # The restored values are fresh plain dicts, so wrapping needs no defensive copy.
+    return FrozenDict._wrap(_restore_items(xs._dict, state, "a FrozenDict"))
 
 
 # --- sequences ------------------------------------------------------------

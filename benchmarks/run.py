@@ -94,6 +94,14 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 results[w][impl].append(out)
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    backends = {
+        r["backend"]
+        for runs in results.values()
+        for rs in runs.values()
+        for r in rs
+        if "backend" in r
+    }
+    info["jax backend"] = ", ".join(sorted(backends)) or "unknown"
     text = report.markdown(results, args.impls, info, args.rounds, args.quick)
     print(text)
     args.output.write_text(text)

@@ -64,10 +64,6 @@ def main() -> None:
             print(f"  more {dict(more)} and fewer {dict(fewer)}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _primitives(jaxpr, out: list[str]) -> list[str]:
     for eqn in jaxpr.eqns:
         out.append(eqn.primitive.name)
@@ -86,3 +82,7 @@ def step_primitives(workload: str, impl_name: str, size: str = "tiny") -> list[s
     state = jax.eval_shape(lambda: case.make_state(case.init()))
     jaxpr = jax.make_jaxpr(case.make_step())(state, case.batch)
     return _primitives(jaxpr.jaxpr, [])
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ test: $(STAMP_TEST)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: $(STAMP_BENCH)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(STAMP_TEST)
 	$(PY) -m ruff check minilinen tests examples benchmarks

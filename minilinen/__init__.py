@@ -10,6 +10,7 @@ from minilinen.core.scope import DenyList
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
+from minilinen.summary import tabulate
 from minilinen.variables import Variable
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "InterceptorContext",
     "Variable",
     "initializers",
+    "tabulate",
     *_layer_names,
 ]

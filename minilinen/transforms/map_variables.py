@@ -1,0 +1,108 @@
+"""``nn.map_variables``: a view of a module's variables, transformed on the way in
+(and, when writable, on the way out).
+
+``trans_in_fn`` receives the mapped collections as ``{collection: tree}`` and
+returns what the module sees; ``trans_out_fn`` maps written values back. With
+``init=True`` the module first runs unmapped to create its variables, then
+``trans_out_fn`` stores them; with ``mutable=False`` (the default) the mapped
+collections are read-only inside.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from minilinen.core.frozen_dict import unfreeze
+from minilinen.core.scope import CollectionFilter, Scope
+from minilinen.transforms.filters import subtract
+from minilinen.transforms.lift import Pack
+from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+
+__all__ = ["map_variables", "map_variables_scope"]
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def map_variables_scope(
+    fn: Callable,
+    mapped_collections: CollectionFilter = True,
+    map_in_fn: Callable = _identity,
+    map_out_fn: Callable = _identity,
+    init: bool = False,
+    mutable: bool = False,
+    rngs: CollectionFilter = True,
+    variables: CollectionFilter = True,
+) -> Callable:
+    """Lifts ``fn(scope, *args, **kwargs)`` to see its mapped collections through
+    ``map_in_fn`` (and write them back through ``map_out_fn``)."""
+    writes_target = mutable or init
+    in_filters = (mapped_collections, variables)
+    if writes_target:
+        out_filters = in_filters
+        inside = True
+    else:
+        out_filters = (False, subtract(variables, mapped_collections))
+        inside = subtract(True, mapped_collections)
+
+    def lifted(scope: Scope, *args: Any, **kwargs: Any) -> Any:
+        pack = Pack(scope, in_filters, out_filters, (rngs,))
+        target, others = pack.variable_groups
+        if init and pack.has_mutable():
+            # Create the variables unmapped (RNG counters advance as in Flax),
+            # then store them as trans_out_fn says.
+            first = pack.inner_scope((target, others), pack.rng_groups)
+            fn(first, *args, **kwargs)
+            target = map_out_fn(pack.repack(first)[0])
+        target = map_in_fn(unfreeze(target))
+        inner = pack.inner_scope((target, others), pack.rng_groups, mutable=inside)
+        y = fn(inner, *args, **kwargs)
+        out_target, out_others = pack.repack(inner)
+        if writes_target:
+            out_target = map_out_fn(out_target)
+        pack.publish((out_target, out_others))
+        return y
+
+    return lifted
+
+
+def _map_variables_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = bound_scope(self, name)
+        body = functools.partial(call_on_inner, self, cls, fn, name)
+        return map_variables_scope(body, **options)(scope, *args, **kwargs)
+
+    return method
+
+
+def map_variables(
+    target: Any,
+    mapped_collections: CollectionFilter = True,
+    trans_in_fn: Callable = _identity,
+    trans_out_fn: Callable = _identity,
+    init: bool = False,
+    mutable: bool = False,
+    rngs: CollectionFilter = True,
+    variables: CollectionFilter = True,
+    methods: Any = None,
+) -> Any:
+    """Shows a Module class or method its ``mapped_collections`` through ``trans_in_fn``.
+
+    Args:
+      trans_in_fn / trans_out_fn: map ``{collection: tree}`` on the way in / out.
+      init: create the variables first (unmapped), storing them via ``trans_out_fn``.
+      mutable: let the module write the mapped collections (through ``trans_out_fn``).
+    """
+    options = dict(
+        mapped_collections=mapped_collections,
+        map_in_fn=trans_in_fn,
+        map_out_fn=trans_out_fn,
+        init=init,
+        mutable=mutable,
+        rngs=rngs,
+        variables=variables,
+    )
+    return lift_target(target, "Map_variables", _map_variables_method, options, methods)

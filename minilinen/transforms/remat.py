@@ -1,0 +1,172 @@
+"""``nn.remat`` (``nn.checkpoint``) and ``nn.remat_scan``: recompute instead of store.
+
+``remat`` lifts ``jax.checkpoint``: the module's activations are recomputed in
+the backward pass. ``remat_scan`` nests scans (one per entry of ``lengths``),
+rematerializing every level but the innermost, so a deep stack of identical
+blocks compiles once and keeps memory sublinear in depth.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+
+from minilinen import errors
+from minilinen.core.frozen_dict import FrozenDict
+from minilinen.core.scope import CollectionFilter, Scope
+from minilinen.transforms.lift import Pack
+from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+from minilinen.transforms.scan import scan_scope
+
+__all__ = ["remat", "checkpoint", "remat_scan", "remat_scope", "remat_scan_scope"]
+
+
+def _as_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
+    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+
+def remat_scope(
+    fn: Callable,
+    variables: CollectionFilter = True,
+    rngs: CollectionFilter = True,
+    concrete: bool = False,
+    prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    policy: Callable | None = None,
+) -> Callable:
+    """Lifts ``fn(scope, *args, **kwargs)`` into ``jax.checkpoint``; ``static_argnums``
+    index ``args``."""
+    if concrete:
+        raise errors.TransformError(
+            "nn.remat(concrete=True) is not supported (JAX removed it); mark the "
+            "Python-valued arguments with static_argnums instead."
+        )
+    # The checkpointed function takes (variable groups, rng groups, *args).
+    static = tuple(i + 2 for i in _as_tuple(static_argnums))
+
+    def lifted(scope: Scope, *args: Any, **kwargs: Any) -> Any:
+        pack = Pack(scope, (variables,), (variables,), (rngs,))
+
+        @functools.partial(
+            jax.checkpoint, static_argnums=static, prevent_cse=prevent_cse, policy=policy
+        )
+        def rematted(groups: tuple, rng_groups: tuple, *args: Any, **kwargs: Any) -> tuple:
+            inner = pack.inner_scope(groups, rng_groups)
+            y = fn(inner, *args, **kwargs)
+            return y, pack.repack(inner)
+
+        y, out_groups = rematted(pack.variable_groups, pack.rng_groups, *args, **kwargs)
+        pack.publish(out_groups)
+        return y
+
+    return lifted
+
+
+def remat_scan_scope(
+    body_fn: Callable,
+    lengths: Sequence[int],
+    policy: Callable | None = None,
+    variable_broadcast: CollectionFilter = False,
+    variable_carry: CollectionFilter = False,
+    variable_axes: Mapping[CollectionFilter, int] = FrozenDict({True: 0}),
+    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict({True: True}),
+) -> Callable:
+    """Lifts ``body_fn(scope, carry) -> carry`` into ``prod(lengths)`` nested iterations."""
+    lengths = tuple(lengths)
+    if not lengths:
+        raise errors.TransformError("nn.remat_scan needs lengths=(n, ...) with at least one n.")
+    scan_options = dict(
+        variable_broadcast=variable_broadcast,
+        variable_carry=variable_carry,
+        variable_axes=variable_axes,
+        split_rngs=split_rngs,
+    )
+    if len(lengths) == 1:
+        inner = body_fn
+    else:
+        inner = remat_scope(
+            remat_scan_scope(body_fn, lengths[1:], policy, **scan_options),
+            policy=policy,
+            prevent_cse=False,  # inside a scan, CSE cannot undo the rematerialization
+        )
+
+    def step(scope: Scope, carry: Any) -> tuple[Any, tuple]:
+        return inner(scope, carry), ()
+
+    loop = scan_scope(step, length=lengths[0], **scan_options)
+    return lambda scope, carry: loop(scope, carry)[0]
+
+
+def _remat_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = bound_scope(self, name)
+        body = functools.partial(call_on_inner, self, cls, fn, name)
+        return remat_scope(body, **options)(scope, *args, **kwargs)
+
+    return method
+
+
+def checkpoint(
+    target: Any,
+    variables: CollectionFilter = True,
+    rngs: CollectionFilter = True,
+    concrete: bool = False,
+    prevent_cse: bool = True,
+    static_argnums: int | Sequence[int] = (),
+    policy: Callable | None = None,
+    methods: Any = None,
+) -> Any:
+    """A lifted ``jax.checkpoint``: recompute the module's activations in the backward pass.
+
+    Args:
+      static_argnums: positions of Python-valued arguments, counting ``self`` as 0.
+      policy: a ``jax.checkpoint_policies`` entry saying which values to keep.
+    """
+    # Counted with self as 0, as in Flax; the scope-level version counts from the args.
+    static = tuple(i - 1 for i in _as_tuple(static_argnums))
+    options = dict(
+        variables=variables,
+        rngs=rngs,
+        concrete=concrete,
+        prevent_cse=prevent_cse,
+        static_argnums=static,
+        policy=policy,
+    )
+    return lift_target(target, "Checkpoint", _remat_method, options, methods)
+
+
+remat = checkpoint
+
+
+def _remat_scan_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
+    def method(self: Any, carry: Any) -> Any:
+        scope = bound_scope(self, name)
+        body = functools.partial(call_on_inner, self, cls, fn, name)
+        return remat_scan_scope(body, **options)(scope, carry)
+
+    return method
+
+
+def remat_scan(
+    target: Any,
+    lengths: Sequence[int] = (),
+    policy: Callable | None = None,
+    variable_broadcast: CollectionFilter = False,
+    variable_carry: CollectionFilter = False,
+    variable_axes: Mapping[CollectionFilter, int] = FrozenDict({True: 0}),
+    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict({True: True}),
+) -> Any:
+    """Repeats a module ``(self, x) -> x`` ``prod(lengths)`` times with nested,
+    rematerialized scans; parameters are stacked with one axis per level."""
+    options = dict(
+        lengths=lengths,
+        policy=policy,
+        variable_broadcast=variable_broadcast,
+        variable_carry=variable_carry,
+        variable_axes=variable_axes,
+        split_rngs=split_rngs,
+    )
+    return lift_target(target, "Remat_scan", _remat_scan_method, options)

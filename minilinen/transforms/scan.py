@@ -1,0 +1,296 @@
+"""``nn.scan``: a lifted ``jax.lax.scan`` over a module (or a function of a scope).
+
+Variables fall in three kinds: scanned collections (``variable_axes``), one slice
+per iteration, stacked on the way out; broadcast collections
+(``variable_broadcast``), shared by every iteration; carried collections
+(``variable_carry``), threaded through the loop. Broadcast variables are made
+in a first trace of the body (their values must not depend on the loop), then
+the loop itself is traced: two traces, as in Flax, so RNG counters advance the
+same way and parameters stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.extend import core as jex_core
+from jax.interpreters import partial_eval
+
+from minilinen import errors
+from minilinen.core.frozen_dict import FrozenDict
+from minilinen.core.scope import CollectionFilter, Scope
+from minilinen.transforms.lift import Pack, add_axis, remove_axis, split_key
+from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+
+__all__ = ["scan", "scan_scope", "broadcast"]
+
+
+class _Broadcast:
+    """Marks an input or output that a scan does not iterate over."""
+
+    def __repr__(self) -> str:
+        return "broadcast"
+
+
+broadcast = _Broadcast()
+
+
+def _is_broadcast(axis: Any) -> bool:
+    return axis is broadcast or axis is None
+
+
+def _axis_leaf(x: Any) -> bool:
+    return x is None or x is broadcast
+
+
+def _per_axis(fn: Callable, axes: Any, *trees: Any) -> Any:
+    """Maps ``fn(axis, *subtrees)`` over the prefix tree ``axes``."""
+    return jax.tree_util.tree_map(fn, axes, *trees, is_leaf=_axis_leaf)
+
+
+def _move(tree: Any, source: int, dest: int) -> Any:
+    if source == dest:
+        return tree
+    return jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, source, dest), tree)
+
+
+def _scan_length(in_axes: Any, args: tuple, length: int | None) -> int:
+    lengths: set[int] = set()
+
+    def find(axis: Any, x: Any) -> None:
+        leaves = [] if _is_broadcast(axis) else jax.tree_util.tree_leaves(x)
+        if leaves:
+            lengths.add(jnp.shape(leaves[0])[axis])
+
+    _per_axis(find, in_axes, args)
+    if length is not None:
+        return length
+    if len(lengths) > 1:
+        raise errors.TransformError(
+            f"nn.scan: the scanned inputs have different lengths {sorted(lengths)} along "
+            "their in_axes; give every scanned input the same length."
+        )
+    if not lengths:
+        raise errors.TransformError(
+            "nn.scan cannot infer the number of iterations: no input is scanned over. "
+            "Pass length=N."
+        )
+    return lengths.pop()
+
+
+def _slice_avals(tree: Any) -> Any:
+    def aval(x: Any) -> jax.ShapeDtypeStruct:
+        typed = jax.typeof(x)
+        return jax.ShapeDtypeStruct(
+            typed.shape[1:], typed.dtype, weak_type=getattr(typed, "weak_type", False)
+        )
+
+    return jax.tree_util.tree_map(aval, tree)
+
+
+def _dummy(var: Any) -> jax.Array:
+    aval = var.aval
+    if jax.dtypes.issubdtype(aval.dtype, jax.dtypes.prng_key):
+        return jnp.broadcast_to(jax.random.key(0), aval.shape)
+    return jnp.zeros(aval.shape, aval.dtype)
+
+
+def _loop_invariant_outputs(fn: Callable, *args: Any) -> Any:
+    """Evaluates the outputs of ``fn(*args)``, which must not depend on ``args``.
+
+    ``fn`` is traced once; its outputs are kept only if no path leads from an
+    input to them, then computed from the closed-over values alone.
+    """
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    jaxpr = closed.jaxpr
+    pruned, _ = partial_eval.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+    tainted = set(pruned.invars)
+    for eqn in pruned.eqns:
+        if any(isinstance(v, jex_core.Var) and v in tainted for v in eqn.invars):
+            tainted.update(eqn.outvars)
+    if any(isinstance(v, jex_core.Var) and v in tainted for v in pruned.outvars):
+        raise errors.TransformError(
+            "nn.scan: a broadcast variable (variable_broadcast, or an out_axes of "
+            "nn.broadcast) depends on the loop's carry or scanned inputs. Broadcast "
+            "values must be the same in every iteration; scan that collection with "
+            "variable_axes, or carry it with variable_carry."
+        )
+    # Inputs that only feed side effects (debug prints) get zeros.
+    flat = jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(pruned, closed.consts))(
+        *map(_dummy, pruned.invars)
+    )
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat)
+
+
+def scan_scope(
+    fn: Callable,
+    variable_axes: Mapping[CollectionFilter, int] = FrozenDict(),
+    variable_broadcast: CollectionFilter = False,
+    variable_carry: CollectionFilter = False,
+    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict(),
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+    data_transform: Callable | None = None,
+    metadata_params: Mapping[Any, Any] = FrozenDict(),
+    check_constancy_invariants: bool = True,
+    split_transpose: bool = False,
+) -> Callable:
+    """Lifts ``fn(scope, carry, *xs) -> (carry, ys)`` into a scan over its scope."""
+    axis_filters = tuple(variable_axes.keys())
+    var_axes = tuple(variable_axes.values())
+    for axis in var_axes:
+        if not isinstance(axis, int):
+            raise errors.TransformError(
+                f"nn.scan variable_axes must map collections to integer axes, got {axis!r}; "
+                "use variable_broadcast for collections shared by every iteration."
+            )
+    filters = (variable_broadcast, variable_carry, *axis_filters)
+    rng_filters = tuple(split_rngs.keys())
+    rng_split = tuple(bool(split) for split in split_rngs.values())
+    params = dict(metadata_params)
+    scan_kwargs: dict = {"reverse": reverse, "unroll": unroll}
+    if split_transpose:
+        scan_kwargs["_split_transpose"] = True
+
+    def lifted(scope: Scope, init: Any, *args: Any) -> tuple[Any, Any]:
+        pack = Pack(scope, filters, filters, rng_filters)
+        bvars, cvars, *svars = pack.variable_groups
+        n = _scan_length(in_axes, args, length)
+        svars = tuple(
+            _move(remove_axis(group, axis, params), axis, 0) for group, axis in zip(svars, var_axes)
+        )
+        split_keys = tuple(
+            {stream: split_key(key, n) for stream, key in group.items()} if split else {}
+            for group, split in zip(pack.rng_groups, rng_split)
+        )
+        shared_keys = tuple(
+            {} if split else group for group, split in zip(pack.rng_groups, rng_split)
+        )
+        xs_args = _per_axis(
+            lambda axis, x: () if _is_broadcast(axis) else _move(x, axis, 0), in_axes, args
+        )
+
+        def body(b_in: dict, carry: tuple, xs: tuple) -> tuple:
+            c_in, c = carry
+            s_in, keys_i, x_i = xs
+            groups = (b_in, c_in, *s_in)
+            rng_groups = tuple({**a, **b} for a, b in zip(shared_keys, keys_i))
+            if data_transform is not None:
+                groups, rng_groups = data_transform(groups, rng_groups)
+            inner = pack.inner_scope(groups, rng_groups)
+            args_i = _per_axis(
+                lambda axis, a, x: a if _is_broadcast(axis) else x, in_axes, args, x_i
+            )
+            c, y = fn(inner, c, *args_i)
+            b_out, c_out, *s_out = pack.repack(inner)
+            for col, tree in b_in.items():  # read-only broadcast collections pass through
+                b_out.setdefault(col, tree)
+            return b_out, (c_out, c), (y, tuple(s_out))
+
+        xs = (svars, split_keys, xs_args)
+        if check_constancy_invariants:
+
+            def first_pass(carry: tuple, xs_i: tuple) -> tuple:
+                b_out, _, (y, _) = body(bvars, carry, xs_i)
+                kept = _per_axis(lambda axis, v: v if _is_broadcast(axis) else (), out_axes, y)
+                return b_out, kept
+
+            bvars, y_consts = _loop_invariant_outputs(first_pass, (cvars, init), _slice_avals(xs))
+        else:
+            if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _axis_leaf)):
+                raise errors.TransformError(
+                    "nn.scan with check_constancy_invariants=False cannot return broadcast "
+                    f"outputs (out_axes={out_axes!r})."
+                )
+            y_consts = None
+
+        def step(carry: tuple, xs_i: tuple) -> tuple:
+            _, carry, (y, s_out) = body(bvars, carry, xs_i)
+            y = _per_axis(lambda axis, v: () if _is_broadcast(axis) else v, out_axes, y)
+            return carry, (y, s_out)
+
+        (c_out, c), (ys, s_out) = jax.lax.scan(step, (cvars, init), xs, length=n, **scan_kwargs)
+        if y_consts is None:
+            ys = _per_axis(lambda axis, v: _move(v, 0, axis), out_axes, ys)
+        else:
+            ys = _per_axis(
+                lambda axis, v, const: const if _is_broadcast(axis) else _move(v, 0, axis),
+                out_axes,
+                ys,
+                y_consts,
+            )
+        s_out = tuple(
+            add_axis(_move(group, 0, axis), axis, params) for group, axis in zip(s_out, var_axes)
+        )
+        pack.publish((bvars, c_out, *s_out))
+        return c, ys
+
+    return lifted
+
+
+def _scan_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
+    def method(self: Any, carry: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = bound_scope(self, name)
+        if kwargs:
+            warnings.warn(
+                f"nn.scan does not pass keyword arguments; {sorted(kwargs)} are ignored "
+                "(as in Flax). Pass them positionally with in_axes=nn.broadcast.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        body = functools.partial(call_on_inner, self, cls, fn, name)
+        return scan_scope(body, **options)(scope, carry, *args)
+
+    return method
+
+
+def scan(
+    target: Any,
+    variable_axes: Mapping[CollectionFilter, int] = FrozenDict(),
+    variable_broadcast: CollectionFilter = False,
+    variable_carry: CollectionFilter = False,
+    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict(),
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    length: int | None = None,
+    reverse: bool = False,
+    unroll: int = 1,
+    data_transform: Callable | None = None,
+    metadata_params: Mapping[Any, Any] = FrozenDict(),
+    methods: Any = None,
+    _split_transpose: bool = False,
+    check_constancy_invariants: bool = True,
+) -> Any:
+    """A lifted ``jax.lax.scan``: ``(module, carry, *xs) -> (carry, ys)`` over iterations.
+
+    Args:
+      variable_axes: collections scanned over (one slice per iteration), with their axis.
+      variable_broadcast: collections shared by every iteration (e.g. tied weights).
+      variable_carry: collections carried from one iteration to the next.
+      split_rngs: streams that get a different key each iteration (True) or not.
+      in_axes / out_axes: the scanned axis of each input / output, or ``nn.broadcast``.
+    """
+    options = dict(
+        variable_axes=variable_axes,
+        variable_broadcast=variable_broadcast,
+        variable_carry=variable_carry,
+        split_rngs=split_rngs,
+        in_axes=in_axes,
+        out_axes=out_axes,
+        length=length,
+        reverse=reverse,
+        unroll=unroll,
+        data_transform=data_transform,
+        metadata_params=metadata_params,
+        check_constancy_invariants=check_constancy_invariants,
+        split_transpose=_split_transpose,
+    )
+    return lift_target(target, "Scan", _scan_method, options, methods)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -158,3 +161,55 @@ def test_normalization_keeps_input_dtype_and_computes_in_float32():
     xf = np.asarray(x, np.float32)
     want = (xf - xf.mean(-1, keepdims=True)) / np.sqrt(xf.var(-1, keepdims=True) + 1e-6)
     np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=2e-2, atol=2e-2)
+
+
+DEVICES_SCRIPT = """
+import json
+import os
+import subprocess
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+import minilinen as nn
+
+x = jnp.arange(8.0).reshape(4, 2) ** 1.5
+out = {}
+bn = nn.BatchNorm(
+    use_running_average=False, momentum=0.0, axis_name="b", axis_index_groups=[[0, 1], [2, 3]]
+)
+v = bn.init(jax.random.key(0), x[:1])
+_, s = jax.pmap(lambda xi: bn.apply(v, xi[None], mutable=["batch_stats"]), axis_name="b")(x)
+out["pmap_groups_mean"] = np.asarray(s["batch_stats"]["mean"]).tolist()
+
+mesh = Mesh(np.array(jax.devices()), ("b",))
+sharded = nn.BatchNorm(use_running_average=False, axis_name="b")
+f = jax.shard_map(
+    lambda xs: sharded.apply(v, xs, mutable=["batch_stats"]),
+    mesh=mesh, in_specs=P("b"), out_specs=(P("b"), P()),
+)
+y, s = f(x)
+y_whole, s_whole = nn.BatchNorm(use_running_average=False).apply(v, x, mutable=["batch_stats"])
+out["shard_map_y_err"] = float(jnp.abs(y - y_whole).max())
+out["shard_map_mean_err"] = float(
+    jnp.abs(s["batch_stats"]["mean"] - s_whole["batch_stats"]["mean"]).max()
+)
+print(json.dumps(out))
+"""
+
+
+def test_batch_stats_average_across_devices_with_pmap_groups_and_shard_map():
+    # The device count is fixed when JAX starts, so four CPU devices need a fresh process.
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", DEVICES_SCRIPT], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    xs = np.arange(8.0).reshape(4, 2) ** 1.5
+    group = [xs[:2].mean(0), xs[:2].mean(0), xs[2:].mean(0), xs[2:].mean(0)]
+    np.testing.assert_allclose(out["pmap_groups_mean"], group, rtol=1e-6)
+    assert out["shard_map_y_err"] < 1e-5 and out["shard_map_mean_err"] < 1e-6

@@ -68,6 +68,12 @@ Array = Any
 normalize = standardize
 
 
+def _constant(rng: Array, value: float, dtype: Any) -> Array:
+    # Module-level with hashable arguments, so the scope can cache its shape.
+    del rng
+    return jnp.asarray(value, dtype)
+
+
 class PReLU(Module):
     """Leaky ReLU whose negative slope is a learned scalar parameter."""
 
@@ -77,7 +83,5 @@ class PReLU(Module):
     @compact
     def __call__(self, inputs: Array) -> Array:
         """``x`` where ``x >= 0``, else ``negative_slope * x``."""
-        slope = self.param(
-            "negative_slope", lambda _: jnp.asarray(self.negative_slope_init, self.param_dtype)
-        )
+        slope = self.param("negative_slope", _constant, self.negative_slope_init, self.param_dtype)
         return jnp.where(inputs >= 0, inputs, jnp.asarray(slope, inputs.dtype) * inputs)

@@ -100,24 +100,20 @@ class DenseGeneral(Module):
         batch_shape = tuple(inputs.shape[a] for a in batch_dims)
         kernel_shape = batch_shape + tuple(inputs.shape[a] for a in axis) + features
 
-        # Initializers see a 2D (fan_in, fan_out) shape, as in Flax, so variance
-        # scaling computes the same fans and the bits match.
-        def kernel_init(rng, shape, dtype=jnp.float32):
-            flat = (
-                int(np.prod(shape[: n_batch + n_axis])),
-                int(np.prod(shape[n_batch + n_axis :])),
-            )
-            return jnp.reshape(self.kernel_init(rng, flat, dtype), shape)
-
-        kernel = self.param("kernel", kernel_init, kernel_shape, self.param_dtype)
+        kernel = self.param(
+            "kernel",
+            _flat_init,
+            self.kernel_init,
+            n_batch + n_axis,
+            kernel_shape,
+            self.param_dtype,
+        )
         bias = None
         if self.use_bias:
-
-            def bias_init(rng, shape, dtype=jnp.float32):
-                flat = (int(np.prod(shape)),)
-                return jnp.reshape(self.bias_init(rng, flat, dtype), shape)
-
-            bias = self.param("bias", bias_init, batch_shape + features, self.param_dtype)
+            shape = batch_shape + features
+            bias = self.param(
+                "bias", _flat_init, self.bias_init, len(shape), shape, self.param_dtype
+            )
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
         batch_ind = tuple(range(n_batch))
@@ -134,6 +130,18 @@ class DenseGeneral(Module):
             )
             out = out + jnp.reshape(bias, expanded + features)
         return out
+
+
+def _flat_init(rng: Array, init: Initializer, split: int, shape: tuple, dtype: Dtype) -> Array:
+    """Runs ``init`` on ``shape`` flattened to 2D at ``split`` (1D if it is the end).
+
+    Initializers then see the (fan_in, fan_out) shape Flax gives them, so variance
+    scaling computes the same fans and the bits match. A module-level function with
+    hashable arguments lets the scope cache the parameter's abstract shape.
+    """
+    head, tail = int(np.prod(shape[:split])), int(np.prod(shape[split:]))
+    flat = (head,) if split == len(shape) else (head, tail)
+    return jnp.reshape(init(rng, flat, dtype), shape)
 
 
 class Einsum(Module):
@@ -183,7 +191,7 @@ class Einsum(Module):
 
 def _einsum_bias_shape(
     eq: str, lhs: Array, kernel_shape: Sequence[int]
-) -> tuple[list[int], list[int]]:
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Bias covers the kernel axes that survive into the output; others broadcast."""
     # opt_einsum (a JAX dependency) spells out any ellipsis with concrete letters.
     kernel = jax.ShapeDtypeStruct(tuple(kernel_shape), jnp.float32)
@@ -195,8 +203,8 @@ def _einsum_bias_shape(
             f"Einsum kernel shape {tuple(kernel_shape)} has {len(kernel_shape)} axes but the "
             f"equation's kernel operand {rhs!r} names {len(where)}."
         )
-    bias_shape = [kernel_shape[where[c]] for c in result if c in where]
-    broadcast = [kernel_shape[where[c]] if c in where else 1 for c in result]
+    bias_shape = tuple(kernel_shape[where[c]] for c in result if c in where)
+    broadcast = tuple(kernel_shape[where[c]] if c in where else 1 for c in result)
     return bias_shape, broadcast
 
 

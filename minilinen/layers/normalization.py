@@ -100,10 +100,10 @@ def _normalize(
     reduction_axes = _canonical_axes(x.ndim, reduction_axes)
     feature_axes = _canonical_axes(x.ndim, feature_axes)
     feature_shape = [1] * x.ndim
-    param_shape = []
     for a in feature_axes:
         feature_shape[a] = x.shape[a]
-        param_shape.append(x.shape[a])
+    # A tuple (hashable) lets the scope cache the parameter's abstract shape.
+    param_shape = tuple(x.shape[a] for a in feature_axes)
     mean = jnp.expand_dims(mean, reduction_axes)
     var = jnp.expand_dims(var, reduction_axes)
     y = x - mean

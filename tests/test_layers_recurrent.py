@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import minilinen as nn
+from minilinen.errors import LayerConfigError
 
 
 def data(*shape, seed=0):
@@ -118,3 +119,16 @@ def test_cells_initialize_carry_from_the_input_shape():
     assert nn.GRUCell(2).initialize_carry(jax.random.key(0), shape).shape == (3, 7, 2)
     ones = nn.SimpleCell(2, carry_init=jax.nn.initializers.ones)
     np.testing.assert_array_equal(ones.initialize_carry(jax.random.key(0), (4,)), np.ones(2))
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"variable_axes": {"intermediates": 1}},
+        {"variable_carry": "batch_stats"},
+        {"split_rngs": {"params": False, "dropout": True}},
+    ],
+)
+def test_rnn_refuses_lifting_options_it_does_not_implement(option):
+    with pytest.raises(LayerConfigError, match="nn.scan"):
+        nn.RNN(nn.LSTMCell(2), **option)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from jax import random
 
 from minilinen import initializers
+from minilinen.core import FrozenDict
+from minilinen.errors import LayerConfigError
 from minilinen.layers.common import promote_dtype
 from minilinen.layers.linear import Dense, default_kernel_init
 from minilinen.module import Module, compact, nowrap
@@ -351,10 +353,26 @@ class RNN(Module):
     reverse: bool = False
     keep_order: bool = False
     unroll: int = 1
-    variable_axes: Any = None
+    variable_axes: Mapping[Any, int] = FrozenDict()
     variable_broadcast: Any = "params"
     variable_carry: Any = False
-    split_rngs: Any = None
+    split_rngs: Mapping[Any, bool] = FrozenDict({"params": False})
+
+    def __post_init__(self) -> None:
+        # The scan here shares the cell's params across steps and nothing else;
+        # refuse the lifting options it would otherwise silently ignore.
+        if (
+            self.variable_axes
+            or self.variable_carry
+            or self.variable_broadcast != "params"
+            or any(self.split_rngs.values())
+        ):
+            raise LayerConfigError(
+                "RNN supports only its default lifting options (params broadcast to every "
+                "step, no scanned or carried collections, no per-step RNG splitting); for "
+                "others, wrap the cell with nn.scan directly."
+            )
+        super().__post_init__()
 
     def __call__(
         self,

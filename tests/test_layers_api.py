@@ -205,3 +205,13 @@ def test_bad_layer_use_raises_a_named_error(what, error, match, call):
 def test_sequential_rejects_a_non_sequence():
     with pytest.raises(LayerConfigError, match="sequence"):
         nn.Sequential(nn.Dense(2))
+
+
+def test_attention_subclasses_autoname_by_their_own_class():
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.MultiHeadAttention(num_heads=2)(x) + nn.SelfAttention(num_heads=2)(x)
+
+    variables = Model().init(jax.random.key(0), jnp.ones((1, 2, 4)))
+    assert list(variables["params"]) == ["MultiHeadAttention_0", "SelfAttention_0"]

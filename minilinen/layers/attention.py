@@ -372,7 +372,8 @@ class MultiHeadDotProductAttention(Module):
         return key, value, combine_masks(mask, visible)
 
 
-MultiHeadAttention = MultiHeadDotProductAttention
+class MultiHeadAttention(MultiHeadDotProductAttention):
+    """``MultiHeadDotProductAttention`` under its other name (autonamed by this class)."""
 
 
 class SelfAttention(MultiHeadDotProductAttention):

@@ -215,3 +215,17 @@ def test_attention_subclasses_autoname_by_their_own_class():
 
     variables = Model().init(jax.random.key(0), jnp.ones((1, 2, 4)))
     assert list(variables["params"]) == ["MultiHeadAttention_0", "SelfAttention_0"]
+
+
+def test_dense_general_reshapes_boxed_partitioned_kernels():
+    from minilinen.partitioning import with_partitioning
+
+    init = with_partitioning(nn.initializers.lecun_normal(), ("embed", "heads", "kv"))
+    mha = nn.MultiHeadDotProductAttention(num_heads=2, kernel_init=init)
+    x = jnp.ones((1, 3, 4))
+    variables = mha.init(jax.random.key(0), x)
+    boxed = variables["params"]["query"]["kernel"]
+    assert boxed.names == ("embed", "heads", "kv") and boxed.value.shape == (4, 2, 2)
+    plain = nn.MultiHeadDotProductAttention(num_heads=2).init(jax.random.key(0), x)
+    np.testing.assert_array_equal(boxed.value, plain["params"]["query"]["kernel"])
+    assert mha.apply(variables, x).shape == (1, 3, 4)

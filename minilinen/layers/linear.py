@@ -12,6 +12,7 @@ import opt_einsum
 from jax import lax
 
 from minilinen import initializers
+from minilinen.core.meta import AxisMetadata
 from minilinen.errors import LayerConfigError, LayerInputError
 from minilinen.layers.common import canonicalize_tuple, merge_param, promote_dtype
 from minilinen.module import Module, compact
@@ -141,7 +142,10 @@ def _flat_init(rng: Array, init: Initializer, split: int, shape: tuple, dtype: D
     """
     head, tail = int(np.prod(shape[:split])), int(np.prod(shape[split:]))
     flat = (head,) if split == len(shape) else (head, tail)
-    return jnp.reshape(init(rng, flat, dtype), shape)
+    value = init(rng, flat, dtype)
+    if isinstance(value, AxisMetadata):  # e.g. nn.with_partitioning: reshape inside the box
+        return value.replace_boxed(jnp.reshape(value.unbox(), shape))
+    return jnp.reshape(value, shape)
 
 
 class Einsum(Module):

@@ -1,5 +1,6 @@
 """The layer library, one file per kind; every public name is listed in ``__all__``."""
 
+from minilinen.initializers import ones, ones_init, zeros, zeros_init
 from minilinen.layers.activation import (
     PReLU,
     celu,
@@ -39,7 +40,7 @@ from minilinen.layers.attention import (
     make_causal_mask,
 )
 from minilinen.layers.combinators import Sequential
-from minilinen.layers.common import merge_param, promote_dtype
+from minilinen.layers.common import merge_param
 from minilinen.layers.conv import Conv, ConvTranspose
 from minilinen.layers.linear import Dense, DenseGeneral, Einsum, Embed
 from minilinen.layers.normalization import (
@@ -102,9 +103,12 @@ __all__ = [
     "min_pool",
     # combinators
     "Sequential",
-    # helpers
+    # helpers and the initializers Flax also exports at the top level
     "merge_param",
-    "promote_dtype",
+    "zeros",
+    "zeros_init",
+    "ones",
+    "ones_init",
     # activations
     "PReLU",
     "celu",

@@ -306,7 +306,8 @@ def test_remat_matches_plain_module_values_and_gradients():
     assert "checkpoint" in jaxpr or "remat" in jaxpr
 
 
-def test_remat_static_argnums_count_self():
+@pytest.mark.parametrize("per_method", [False, True], ids=["kwargs", "methods-dict"])
+def test_remat_static_argnums_count_self(per_method):
     class Branchy(nn.Module):
         @nn.compact
         def __call__(self, x, double):
@@ -316,7 +317,11 @@ def test_remat_static_argnums_count_self():
     class Model(nn.Module):
         @nn.compact
         def __call__(self, x, double):
-            return remat(Branchy, static_argnums=(2,))(name="b")(x, double)
+            if per_method:
+                layer = remat(Branchy, methods={"__call__": {"static_argnums": (2,)}})
+            else:
+                layer = remat(Branchy, static_argnums=(2,))
+            return layer(name="b")(x, double)
 
     x = jnp.ones((1, 3))
     variables = Model().init(jax.random.PRNGKey(0), x, True)
@@ -430,6 +435,8 @@ def test_transform_errors_name_the_problem():
         scan(Block())
     with pytest.raises(errors.TransformError, match="does not have"):
         vmap(Block, methods=["missing"])
+    with pytest.raises(errors.TransformError, match="options it does not take"):
+        vmap(Block, methods={"__call__": {"split_rng": {"params": True}}})
     with pytest.raises(errors.UnboundModuleError, match="unbound module"):
         remat(Block)()(jnp.ones((1, 4)))
 

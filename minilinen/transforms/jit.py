@@ -211,4 +211,4 @@ def jit(
         device=device,
         backend=backend,
     )
-    return lift_target(target, "Jit", _jit_method, options, methods)
+    return lift_target(target, "Jit", _jit_method, options, methods, jit)

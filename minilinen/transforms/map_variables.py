@@ -105,4 +105,6 @@ def map_variables(
         rngs=rngs,
         variables=variables,
     )
-    return lift_target(target, "Map_variables", _map_variables_method, options, methods)
+    return lift_target(
+        target, "Map_variables", _map_variables_method, options, methods, map_variables
+    )

@@ -21,7 +21,7 @@ from minilinen.core.scope import Scope
 from minilinen.module import Module, _wrap_method
 from minilinen.variables import Variable
 
-__all__ = ["lift_target", "bound_scope", "call_on_inner", "is_module_class"]
+__all__ = ["lift_target", "bound_scope", "call_on_inner", "is_module_class", "OPTIONS_ONLY"]
 
 # make_method(fn, cls, name, options) -> the lifted method (self, *args, **kwargs).
 MakeMethod = Callable[[Callable, Any, str, dict], Callable]
@@ -34,16 +34,27 @@ def is_module_class(target: Any) -> bool:
     return inspect.isclass(target) and issubclass(target, Module)
 
 
+# Passed as the target, a public transform returns its converted options instead.
+OPTIONS_ONLY = object()
+
+
 def lift_target(
     target: Any,
     prefix: str,
     make_method: MakeMethod,
     options: dict,
     methods: Any = None,
+    public: Callable | None = None,
 ) -> Any:
-    """Applies a lifted transform to a Module class or to a method."""
+    """Applies a lifted transform to a Module class or to a method.
+
+    ``public`` is the user-facing transform itself: ``methods={name: kwargs}`` gives
+    per-method keyword arguments, converted by calling it with ``OPTIONS_ONLY``.
+    """
+    if target is OPTIONS_ONLY:
+        return options
     if is_module_class(target):
-        return _lift_class(target, prefix, make_method, options, methods)
+        return _lift_class(target, prefix, make_method, options, methods, public)
     if callable(target) and not isinstance(target, Module):
         if methods is not None:
             raise errors.TransformError(
@@ -61,15 +72,29 @@ def lift_target(
     )
 
 
-def _lift_class(target: Any, prefix: str, make_method: MakeMethod, options: dict, methods: Any):
+def _lift_class(
+    target: Any,
+    prefix: str,
+    make_method: MakeMethod,
+    options: dict,
+    methods: Any,
+    public: Callable | None,
+):
     partial = target if isinstance(target, functools.partial) else None
     cls = target.func if partial is not None else target
     if methods is None:
         per_method = {"__call__": options}
     elif isinstance(methods, (list, tuple)):
         per_method = {m: options for m in methods}
-    elif isinstance(methods, Mapping):
-        per_method = {m: dict(opts) for m, opts in methods.items()}
+    elif isinstance(methods, Mapping) and public is not None:
+        per_method = {}
+        for m, opts in methods.items():
+            try:
+                per_method[m] = public(OPTIONS_ONLY, **opts)
+            except TypeError as e:
+                raise errors.TransformError(
+                    f"methods['{m}'] of nn.{prefix.lower()} holds options it does not take: {e}"
+                ) from None
     else:
         raise errors.TransformError(
             f"methods= must be None, a list of method names or a dict of per-method "

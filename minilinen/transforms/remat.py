@@ -135,7 +135,7 @@ def checkpoint(
         static_argnums=static,
         policy=policy,
     )
-    return lift_target(target, "Checkpoint", _remat_method, options, methods)
+    return lift_target(target, "Checkpoint", _remat_method, options, methods, checkpoint)
 
 
 remat = checkpoint

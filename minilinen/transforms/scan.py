@@ -293,4 +293,4 @@ def scan(
         check_constancy_invariants=check_constancy_invariants,
         split_transpose=_split_transpose,
     )
-    return lift_target(target, "Scan", _scan_method, options, methods)
+    return lift_target(target, "Scan", _scan_method, options, methods, scan)

@@ -150,4 +150,4 @@ def vmap(
         spmd_axis_name=spmd_axis_name,
         metadata_params=metadata_params,
     )
-    return lift_target(target, "Vmap", _vmap_method, options, methods)
+    return lift_target(target, "Vmap", _vmap_method, options, methods, vmap)

@@ -490,3 +490,20 @@ def test_transformed_class_names_and_partial():
         warnings.simplefilter("error")
         variables = Model().init(jax.random.PRNGKey(0), jnp.ones((1, 6)))
     assert variables["params"]["CheckpointBlock_0"]["Dense_0"]["kernel"].shape == (6, 6)
+
+
+def test_filter_algebra_agrees_with_in_filter():
+    from minilinen.core.scope import DenyList, in_filter
+    from minilinen.transforms.filters import intersect, is_empty, subtract, union
+
+    filters = [True, False, "params", ["params", "stats"], ("stats",), DenyList("params")]
+    filters += [DenyList(["params", "cache"]), DenyList(True), DenyList(DenyList("stats"))]
+    cols = ["params", "stats", "cache", "intermediates"]
+    for a in filters:
+        assert is_empty(a) == (not any(in_filter(a, c) for c in cols + ["other"]))
+        for b in filters:
+            for c in cols:
+                ia, ib = in_filter(a, c), in_filter(b, c)
+                assert in_filter(union(a, b), c) == (ia or ib), (a, b, c)
+                assert in_filter(intersect(a, b), c) == (ia and ib), (a, b, c)
+                assert in_filter(subtract(a, b), c) == (ia and not ib), (a, b, c)

@@ -331,12 +331,21 @@ _ABSTRACT_CACHE_LIMIT = 4096
 _ABSTRACT_KEY = jax.ShapeDtypeStruct((2,), np.uint32)
 
 
+def _hashable(items: tuple) -> tuple:
+    return tuple(_hashable(tuple(x)) if isinstance(x, (list, tuple)) else x for x in items)
+
+
 def _abstract_init(init_fn: Callable, args: tuple, kwargs: dict) -> Any:
     try:
         key = (init_fn, args, tuple(kwargs.items()) if kwargs else ())
         hit = _ABSTRACT_CACHE.get(key)
-    except TypeError:  # unhashable arguments: evaluate every time
-        key, hit = None, None
+    except TypeError:
+        # Shapes are often given as lists; as tuples they make the same key.
+        try:
+            key = (init_fn, _hashable(args), _hashable(tuple(kwargs.items())))
+            hit = _ABSTRACT_CACHE.get(key)
+        except TypeError:  # still unhashable: evaluate every time
+            key, hit = None, None
     if hit is not None:
         return hit
     try:

@@ -10,7 +10,19 @@ from minilinen.core.scope import DenyList
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
+from minilinen.partitioning import *  # noqa: F403  (partitioning's __all__)
+from minilinen.partitioning import __all__ as _partitioning_names
 from minilinen.summary import tabulate
+from minilinen.transforms import (
+    broadcast,
+    checkpoint,
+    jit,
+    map_variables,
+    remat,
+    remat_scan,
+    scan,
+    vmap,
+)
 from minilinen.variables import Variable
 
 __all__ = [
@@ -24,5 +36,14 @@ __all__ = [
     "Variable",
     "initializers",
     "tabulate",
+    "scan",
+    "vmap",
+    "jit",
+    "remat",
+    "checkpoint",
+    "remat_scan",
+    "map_variables",
+    "broadcast",
     *_layer_names,
+    *_partitioning_names,
 ]

@@ -16,8 +16,6 @@ import jax
 import numpy as np
 import pytest
 
-import minilinen as nn
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
     sys.path.insert(0, str(ROOT))
@@ -25,7 +23,6 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
 from benchmarks import raw, report, serialize  # noqa: E402
 from benchmarks.equivalence import step_primitives, train_losses  # noqa: E402
 from benchmarks.impls import load_impl  # noqa: E402
-from benchmarks.models import has_scan  # noqa: E402
 from benchmarks.run import run_worker  # noqa: E402
 from benchmarks.workloads import APPLY_WORKLOADS, MODEL_WORKLOADS, build  # noqa: E402
 
@@ -36,8 +33,6 @@ def _shapes(tree):
 
 @pytest.mark.parametrize("workload", MODEL_WORKLOADS)
 def test_raw_init_builds_minilinens_variable_tree(workload):
-    if workload.endswith("_scan") and not has_scan(nn):
-        pytest.skip("minilinen has no nn.scan yet (transforms issue)")
     ours = jax.eval_shape(build(workload, load_impl("minilinen"), "tiny").init)
     floor = jax.eval_shape(build(workload, load_impl("raw"), "tiny").init)
     assert _shapes(ours) == _shapes(floor)
@@ -49,8 +44,6 @@ HEAVY = {"dot_general", "conv_general_dilated", "reduce_window_sum", "exp", "log
 
 @pytest.mark.parametrize("workload", MODEL_WORKLOADS)
 def test_raw_train_step_does_the_same_heavy_work(workload):
-    if workload.endswith("_scan") and not has_scan(nn):
-        pytest.skip("minilinen has no nn.scan yet (transforms issue)")
     ours = Counter(p for p in step_primitives(workload, "minilinen") if p in HEAVY)
     floor = Counter(p for p in step_primitives(workload, "raw") if p in HEAVY)
     assert ours["dot_general"] > 0
@@ -60,8 +53,6 @@ def test_raw_train_step_does_the_same_heavy_work(workload):
 @pytest.mark.slow
 @pytest.mark.parametrize("workload", MODEL_WORKLOADS)
 def test_minilinen_and_raw_train_steps_give_the_same_losses(workload):
-    if workload.endswith("_scan") and not has_scan(nn):
-        pytest.skip("minilinen has no nn.scan yet (transforms issue)")
     out = train_losses(workload, "minilinen", "tiny", steps=2)
     np.testing.assert_allclose(out["minilinen"], out["raw"], rtol=2e-6)
     # The steps train: the second loss differs from the first.

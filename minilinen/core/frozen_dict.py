@@ -77,7 +77,9 @@ class FrozenDict(Mapping):
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = hash(tuple(sorted(self.items(), key=lambda kv: _sort_key(kv[0]))))
+            # Mixed key types sort by (type name, str) so hashing never fails on order.
+            items = sorted(self.items(), key=lambda kv: (type(kv[0]).__name__, str(kv[0])))
+            self._hash = hash(tuple(items))
         return self._hash
 
     def __reduce__(self):
@@ -108,27 +110,34 @@ class FrozenDict(Mapping):
         return "FrozenDict(" + _pretty_body(self._dict, num_spaces) + ")"
 
     def tree_flatten_with_keys(self):
-        values, keys = _flatten(self)
-        return tuple(zip(map(jax.tree_util.DictKey, keys), values)), keys
+        return ((_INNER_KEY, self._dict),), None
 
 
-def _sort_key(key: Any) -> Any:
-    # Keys are usually all strings; mixed keys sort by (type name, str) instead.
-    return (type(key).__name__, str(key))
+class _InnerDictKey:
+    """The path entry of a FrozenDict's one child, its plain dict: it prints as
+    nothing, so ``keystr`` paths read ``['params']['kernel']`` as for a dict."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return "FrozenDictInner()"
 
 
-def _flatten(fd: FrozenDict):
-    # Leaves come out in sorted key order, as they do for a plain dict.
-    plain = fd._dict
-    try:
-        keys = tuple(sorted(plain))
-    except TypeError:
-        keys = tuple(sorted(plain, key=_sort_key))
-    return tuple([plain[k] for k in keys]), keys
+_INNER_KEY = _InnerDictKey()
 
 
-def _unflatten(keys: tuple, values: tuple) -> FrozenDict:
-    return FrozenDict._wrap(dict(zip(keys, values)))
+# A FrozenDict flattens to its one inner plain dict, which JAX then flattens in
+# C++ (sorted keys, as for any dict). One cheap callback per FrozenDict keeps a
+# jitted step's dispatch as fast as with plain dicts (PERF_NOTES: +13% otherwise).
+def _flatten(fd: FrozenDict) -> tuple[tuple[dict], None]:
+    return (fd._dict,), None
+
+
+def _unflatten(_: None, children: tuple) -> FrozenDict:
+    return FrozenDict._wrap(children[0])
 
 
 jax.tree_util.register_pytree_with_keys(

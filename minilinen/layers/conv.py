@@ -158,7 +158,8 @@ class Conv(Module):
             precision=self.precision,
         )
         if bias is not None:
-            y = y + bias
+            # Reshaped to full rank first, as Flax does: the same jaxpr as Flax's.
+            y = y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)
         if batch_shape is not None:
             y = jnp.reshape(y, batch_shape + y.shape[1:])
         return y
@@ -225,7 +226,8 @@ class ConvTranspose(Module):
         if circular:
             y = _wrap_circular(y, inputs.shape[1:-1], strides, self.transpose_kernel)
         if bias is not None:
-            y = y + bias
+            # Reshaped to full rank first, as Flax does: the same jaxpr as Flax's.
+            y = y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)
         if batch_shape is not None:
             y = jnp.reshape(y, batch_shape + y.shape[1:])
         return y

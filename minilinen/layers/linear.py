@@ -54,7 +54,8 @@ class Dense(Module):
         dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
         y = dot(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision)
         if bias is not None:
-            y = y + bias
+            # Reshaped to full rank first, as Flax does: the same jaxpr as Flax's.
+            y = y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)
         return y
 
 

@@ -132,3 +132,13 @@ def test_cells_initialize_carry_from_the_input_shape():
 def test_rnn_refuses_lifting_options_it_does_not_implement(option):
     with pytest.raises(LayerConfigError, match="nn.scan"):
         nn.RNN(nn.LSTMCell(2), **option)
+
+
+def test_a_cell_without_initialize_carry_says_what_is_missing():
+    class Incomplete(nn.RNNCellBase):
+        pass
+
+    with pytest.raises(LayerConfigError, match="initialize_carry"):
+        Incomplete().initialize_carry(jax.random.PRNGKey(0), (2, 3))
+    with pytest.raises(LayerConfigError, match="num_feature_axes"):
+        _ = Incomplete().num_feature_axes

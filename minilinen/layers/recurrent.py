@@ -43,12 +43,18 @@ class RNNCellBase(Module):
     @nowrap
     def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:
         """The initial carry for inputs of ``input_shape`` (batch axes + features)."""
-        raise NotImplementedError
+        raise LayerConfigError(
+            f"{type(self).__name__} subclasses RNNCellBase but does not define "
+            "initialize_carry(rng, input_shape); every cell must."
+        )
 
     @property
     def num_feature_axes(self) -> int:
         """How many trailing axes of an input are features (not batch or time)."""
-        raise NotImplementedError
+        raise LayerConfigError(
+            f"{type(self).__name__} subclasses RNNCellBase but does not define the "
+            "num_feature_axes property; every cell must."
+        )
 
 
 def _two_carries(cell: Any, rng: Array, input_shape: tuple[int, ...]) -> tuple[Array, Array]:

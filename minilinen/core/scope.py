@@ -67,6 +67,10 @@ def _static_bytes(item: str | int) -> bytes:
 # and gives the same bits (the threefry mode is part of jit's cache key).
 _fold_in = jax.jit(jax.random.fold_in)
 
+# Initializers documented to ignore their key, compared by identity (any init_fn
+# may be unhashable or define its own __eq__).
+_ZEROS, _ONES = jax.nn.initializers.zeros, jax.nn.initializers.ones
+
 
 def fold_in_static(key: jax.Array, data: tuple) -> jax.Array:
     """Folds the SHA-1 of static names and counters into ``key`` (Flax's derivation)."""
@@ -284,7 +288,14 @@ class Scope:
             return FrozenDict._wrap(value) if type(value) is dict else value
         if not self.frame.is_mutable("params"):
             raise self._missing_param(name)
-        value = init_fn(self.make_rng("params"), *args, **kwargs)
+        root, count = self._draw("params")
+        # zeros/ones never read their key: the draw is still counted, so every later
+        # key is unchanged, but the eager fold (~50 us per bias or norm scale) is skipped.
+        if init_fn is _ZEROS or init_fn is _ONES:
+            rng = root
+        else:
+            rng = fold_in_static(root, self.rng_path + (count,))
+        value = init_fn(rng, *args, **kwargs)
         self.put_variable("params", name, value)
         return value
 
@@ -310,6 +321,11 @@ class Scope:
 
     def make_rng(self, stream: str = "params") -> jax.Array:
         """A fresh key for ``stream``, unique to this path and call count."""
+        root, count = self._draw(stream)
+        return fold_in_static(root, self.rng_path + (count,))
+
+    def _draw(self, stream: str) -> tuple[jax.Array, int]:
+        """Counts one draw from ``stream``: its root key and this path's draw number."""
         rngs = self.frame.rngs
         if stream not in rngs:
             if "params" not in rngs:
@@ -321,7 +337,7 @@ class Scope:
             stream = "params"
         count = self.rng_counters.get(stream, 0) + 1
         self.rng_counters[stream] = count
-        return fold_in_static(rngs[stream], self.rng_path + (count,))
+        return rngs[stream], count
 
 
 # init_fn shapes, cached: checking a stored parameter's shape must not cost an

@@ -87,16 +87,18 @@ def _normalize(
     var: Array,
     reduction_axes: Axes,
     feature_axes: Axes,
-    dtype: Dtype | None,
-    param_dtype: Dtype,
-    epsilon: float,
-    use_bias: bool,
-    use_scale: bool,
-    bias_init: Initializer,
-    scale_init: Initializer,
-    force_float32_reductions: bool = True,
+    use_bias: bool | None = None,
 ) -> Array:
-    """``(x - mean) * (rsqrt(var + eps) * scale) + bias``, creating scale and bias."""
+    """``(x - mean) * (rsqrt(var + eps) * scale) + bias``, creating scale and bias.
+
+    The layer's own fields (dtype, param_dtype, epsilon, use_scale, scale_init,
+    bias_init, force_float32_reductions) configure it; ``use_bias`` overrides the
+    layer's field for layers that have none (RMSNorm).
+    """
+    dtype, param_dtype, epsilon = mdl.dtype, mdl.param_dtype, mdl.epsilon
+    use_scale, force_float32_reductions = mdl.use_scale, mdl.force_float32_reductions
+    if use_bias is None:
+        use_bias = mdl.use_bias
     reduction_axes = _canonical_axes(x.ndim, reduction_axes)
     feature_axes = _canonical_axes(x.ndim, feature_axes)
     feature_shape = [1] * x.ndim
@@ -112,14 +114,14 @@ def _normalize(
     mul = lax.rsqrt(var + epsilon)
     args = [x]
     if use_scale:
-        scale = mdl.param("scale", scale_init, param_shape, param_dtype).reshape(feature_shape)
+        scale = mdl.param("scale", mdl.scale_init, param_shape, param_dtype).reshape(feature_shape)
         if not force_float32_reductions:
             scale = jnp.asarray(scale, param_dtype)
         mul = mul * scale
         args.append(scale)
     y = y * mul
     if use_bias:
-        bias = mdl.param("bias", bias_init, param_shape, param_dtype).reshape(feature_shape)
+        bias = mdl.param("bias", mdl.bias_init, param_shape, param_dtype).reshape(feature_shape)
         if not force_float32_reductions:
             bias = jnp.asarray(bias, param_dtype)
         y = y + bias
@@ -189,14 +191,6 @@ class BatchNorm(Module):
             var,
             reduction_axes,
             feature_axes,
-            self.dtype,
-            self.param_dtype,
-            self.epsilon,
-            self.use_bias,
-            self.use_scale,
-            self.bias_init,
-            self.scale_init,
-            self.force_float32_reductions,
         )
 
 
@@ -237,14 +231,6 @@ class LayerNorm(Module):
             var,
             self.reduction_axes,
             self.feature_axes,
-            self.dtype,
-            self.param_dtype,
-            self.epsilon,
-            self.use_bias,
-            self.use_scale,
-            self.bias_init,
-            self.scale_init,
-            self.force_float32_reductions,
         )
 
 
@@ -284,14 +270,7 @@ class RMSNorm(Module):
             var,
             self.reduction_axes,
             self.feature_axes,
-            self.dtype,
-            self.param_dtype,
-            self.epsilon,
-            False,
-            self.use_scale,
-            initializers.zeros,
-            self.scale_init,
-            self.force_float32_reductions,
+            use_bias=False,
         )
 
 
@@ -368,14 +347,6 @@ class GroupNorm(Module):
             var,
             reduction_axes[:-1],
             (-1,),
-            self.dtype,
-            self.param_dtype,
-            self.epsilon,
-            self.use_bias,
-            self.use_scale,
-            self.bias_init,
-            self.scale_init,
-            self.force_float32_reductions,
         )
 
 
@@ -421,12 +392,4 @@ class InstanceNorm(Module):
             var,
             reduction_axes,
             feature_axes,
-            self.dtype,
-            self.param_dtype,
-            self.epsilon,
-            self.use_bias,
-            self.use_scale,
-            self.bias_init,
-            self.scale_init,
-            self.force_float32_reductions,
         )

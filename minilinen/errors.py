@@ -132,6 +132,26 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError, ValueError):
     """Restoring a step (or file) for which no checkpoint exists."""
 
 
+class CheckpointDirectoryError(CheckpointError, NotADirectoryError):
+    """Saving into a path that is a file (or under one), or a link to a vanished directory."""
+
+
+class CheckpointPermissionError(CheckpointError, PermissionError):
+    """Saving into a directory this process may not write (read-only, or not creatable)."""
+
+
+class CheckpointLockedError(CheckpointError):
+    """Saving into a directory another process is saving into at the same moment."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A save that failed while writing (disk full, quota, I/O error); it left nothing behind."""
+
+
+class CheckpointFallbackWarning(MinilinenError, UserWarning):
+    """``restore_checkpoint(..., allow_fallback=True)`` skipped a corrupt checkpoint."""
+
+
 # --- layers ---------------------------------------------------------------
 
 

@@ -227,6 +227,8 @@ def _checkpoints(ckpt_dir: str, prefix: str) -> list[tuple[int | float, str]]:
         number = int(suffix) if _INT_RE.match(suffix) else float(suffix)
         if math.isfinite(number) and os.path.isfile(path):
             found.append((number, path))
+        elif not os.path.lexists(path):  # pruned by a writer since we listed: list again
+            return _checkpoints(ckpt_dir, prefix)
     found.sort(key=lambda sp: (sp[0], sp[1]))
     return found
 

@@ -119,6 +119,9 @@ class SerializationTypeError(SerializationError, TypeError):
 class CheckpointError(MinilinenError, OSError):
     """A checkpoint that cannot be written, found or read back."""
 
+    # OSError's own __str__ prints "[Errno None] None: <filename>" once ``filename`` is set.
+    __str__ = BaseException.__str__
+
 
 class CorruptCheckpointError(CheckpointError, CorruptDataError):
     """A checkpoint file whose contents fail verification (the message names the file)."""

@@ -130,6 +130,7 @@ def save(ckpt_dir: str, options: dict) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (options["fsize_limit"],) * 2)
     if "uid" in options:  # everything is imported: the files of Python itself may be unreadable
+        os.setgroups([])
         os.setgid(options["uid"])
         os.setuid(options["uid"])
     for step in options["steps"]:

@@ -138,8 +138,8 @@ def save_checkpoint(
             if not isinstance(e, OSError):
                 raise
             raise CheckpointWriteError(
-                f"Could not save {path}: {e.strerror or e} (disk full? a quota?). Nothing was "
-                "pruned or left behind: the checkpoints saved before are intact."
+                f"Could not save {path}: {e.strerror or e}. This save pruned nothing and left no "
+                "file behind (a full disk or a quota? Free some space and save again)."
             ) from e
         _prune(ckpt_dir, prefix, step, keep, overwrite, keep_every_n_steps)
     finally:
@@ -235,13 +235,12 @@ def _checkpoints(ckpt_dir: str, prefix: str) -> list[tuple[int | float, str]]:
 
 def _load_latest(ckpt_dir: str, prefix: str, allow_fallback: bool) -> tuple[str, Any] | None:
     """``(path, state)`` of the newest checkpoint that reads back; None if there is none."""
-    skipped: list[CorruptCheckpointError] = []
+    skipped: dict[str, CorruptCheckpointError] = {}  # path -> why, newest first
     while True:
-        bad = {e.filename for e in skipped}
-        paths = [p for _, p in reversed(_checkpoints(ckpt_dir, prefix)) if p not in bad]
+        paths = [p for _, p in reversed(_checkpoints(ckpt_dir, prefix)) if p not in skipped]
         if not paths:
             if skipped:
-                raise skipped[0]  # nothing intact: report the newest corrupt file
+                raise next(iter(skipped.values()))  # nothing intact: report the newest
             return None
         try:
             state = _load(paths[0])
@@ -250,10 +249,10 @@ def _load_latest(ckpt_dir: str, prefix: str, allow_fallback: bool) -> tuple[str,
         except CorruptCheckpointError as e:
             if not allow_fallback:
                 raise
-            skipped.append(e)
+            skipped[paths[0]] = e
             continue
         if skipped:
-            corrupt = ", ".join(e.filename for e in skipped)
+            corrupt = ", ".join(skipped)
             msg = f"Restored {paths[0]}, the newest intact checkpoint; skipped corrupt {corrupt}."
             warnings.warn(msg, CheckpointFallbackWarning, stacklevel=3)
         return paths[0], state

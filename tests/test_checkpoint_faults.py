@@ -27,8 +27,10 @@ from minilinen.errors import (
     CheckpointDirectoryError,
     CheckpointError,
     CheckpointFallbackWarning,
+    CheckpointLockedError,
     CheckpointPermissionError,
     CorruptCheckpointError,
+    InvalidCheckpointError,
 )
 from minilinen.training import checkpoints
 from minilinen.training.checkpoints import (
@@ -81,6 +83,7 @@ def small(step: int, writer: int = 0) -> dict:
 # --- disk full --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_disk_full_mid_write_keeps_the_last_good_checkpoint(tmp_path):
     save_checkpoint(tmp_path, small(1), 1, keep=1)
     before = files(tmp_path)
@@ -92,9 +95,8 @@ def test_disk_full_mid_write_keeps_the_last_good_checkpoint(tmp_path):
     # keep=1 pruned nothing for the failed save, no temporary file is left, step 1 restores.
     assert files(tmp_path) == before == ["checkpoint_1"]
     assert_trees_equal(restore_checkpoint(tmp_path, None), small(1))
-    # Under the limit the same process saves again, and pruning resumes.
-    (out,) = Saver(tmp_path, steps=[3], keep=1, size=256, fsize_limit=64 * 1024).finish()
-    assert out["saved"] == str(tmp_path / "checkpoint_3")
+    # With room on the disk again, the next save goes through and pruning resumes.
+    save_checkpoint(tmp_path, small(3), 3, keep=1)
     assert files(tmp_path) == ["checkpoint_3"]
 
 
@@ -118,6 +120,7 @@ def test_path_that_is_no_directory_is_refused_before_any_work(tmp_path, case):
     assert (tmp_path / "afile").read_bytes() == b"not a directory"
 
 
+@pytest.mark.slow
 def test_read_only_directory_is_refused_before_any_work(tmp_path):
     # World-traversable (unlike pytest's tmp dirs), so an unprivileged child can reach it.
     root = Path(tempfile.mkdtemp())
@@ -146,6 +149,7 @@ def test_read_only_directory_is_refused_before_any_work(tmp_path):
         shutil.rmtree(root)
 
 
+@pytest.mark.slow
 def test_directory_that_vanishes_mid_save(tmp_path):
     ckpt_dir = tmp_path / "ckpts"
     save_checkpoint(ckpt_dir, small(0), 0)
@@ -165,28 +169,29 @@ def test_directory_that_vanishes_mid_save(tmp_path):
 # --- two writers ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_second_writer_is_refused_while_the_first_saves(tmp_path):
     first = Saver(tmp_path, steps=[5], writer=1, size=256, pause=[0, "replace"])
     assert first.report() == {"paused": "replace", "step": 5}  # holding the lock, mid-save
     own_tmp = [n for n in files(tmp_path) if n.endswith(".tmp")]
-    for step in (5, 6):  # the same step, and a different one, at the same time
-        (out,) = Saver(tmp_path, steps=[step], writer=2, size=256).finish()
-        assert out["error"] == "CheckpointLockedError", out
-        assert "another process is saving" in out["message"]
+    # This process is the second writer: the same step, and a different one, at once.
+    for step in (5, 6):
+        with pytest.raises(CheckpointLockedError, match="another process is saving"):
+            save_checkpoint(tmp_path, small(step, writer=2), step)
     assert files(tmp_path) == own_tmp  # the refused writer wrote nothing
     first.resume()
     assert first.finish() == [{"step": 5, "saved": str(tmp_path / "checkpoint_5")}]
     assert files(tmp_path) == ["checkpoint_5"]
     assert_trees_equal(restore_checkpoint(tmp_path, None), small(5, writer=1))
     # Saves that do not overlap follow Flax's rules: the same step again is refused ...
-    (out,) = Saver(tmp_path, steps=[5], writer=2, size=256).finish()
-    assert out["error"] == "InvalidCheckpointError", out
+    with pytest.raises(InvalidCheckpointError):
+        save_checkpoint(tmp_path, small(5, writer=2), 5)
     # ... unless overwrite=True, and then the last complete write wins.
-    (out,) = Saver(tmp_path, steps=[5], writer=2, size=256, overwrite=True).finish()
-    assert "saved" in out
+    save_checkpoint(tmp_path, small(5, writer=2), 5, overwrite=True)
     assert_trees_equal(restore_checkpoint(tmp_path, None), small(5, writer=2))
 
 
+@pytest.mark.slow
 def test_two_writers_racing_never_mix_their_files(tmp_path):
     """Two processes save steps 0..39 at once (a job started twice). Whatever the
     interleaving, each save is done or refused by name, no step is saved by both, and
@@ -215,6 +220,7 @@ def test_two_writers_racing_never_mix_their_files(tmp_path):
 # --- a reader while a writer saves and prunes ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", ["listing", "opening"])
 def test_file_pruned_under_the_reader(tmp_path, monkeypatch, window):
     """The writer (keep=1) saves step 1 and prunes step 0 exactly while the reader is between
@@ -243,6 +249,7 @@ def test_file_pruned_under_the_reader(tmp_path, monkeypatch, window):
     writer.finish()
 
 
+@pytest.mark.slow
 def test_reader_loops_while_a_writer_saves_and_prunes(tmp_path):
     """After each of 30 saves (keep=2) the writer starts the next one, and the reader
     restores and looks up the latest checkpoint meanwhile: always a complete checkpoint of

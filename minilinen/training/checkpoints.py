@@ -80,12 +80,16 @@ def save_checkpoint(
 
     When it returns, the checkpoint is on disk: the file is fsynced before it is
     renamed into place and the directory after, so neither a crash nor a power
-    cut loses it or leaves part of it. One process at a time saves into a
-    directory: a save meanwhile from another process (a job started twice) is
-    refused with ``CheckpointLockedError`` and writes nothing. Saves that do not
-    overlap follow Flax's rules: a step at or below the latest one is refused
-    with ``InvalidCheckpointError`` unless ``overwrite``, and then the last
-    complete write wins.
+    cut loses it or leaves part of it.
+
+    Two writers: one process at a time saves into a directory (it holds an
+    exclusive ``flock`` on it); a save meanwhile from another process (a job
+    started twice) is refused with ``CheckpointLockedError`` and writes nothing.
+    Saves that do not overlap follow Flax's rules: a step at or below the latest
+    one is refused with ``InvalidCheckpointError`` unless ``overwrite``, and then
+    the last complete write wins. Where the filesystem cannot lock a directory
+    (some NFS mounts) saves are not refused, and the atomic rename alone keeps
+    every file whole: the last complete write wins.
 
     Args:
       ckpt_dir: the directory (created if missing).

@@ -221,30 +221,39 @@ def test_two_writers_racing_never_mix_their_files(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("window", ["listing", "opening"])
-def test_file_pruned_under_the_reader(tmp_path, monkeypatch, window):
-    """The writer (keep=1) saves step 1 and prunes step 0 exactly while the reader is between
-    listing the directory and opening checkpoint 0 (or inside the listing)."""
+@pytest.mark.parametrize(
+    ("reader", "window"), [("restore", "listing"), ("restore", "opening"), ("latest", "listing")]
+)
+def test_file_pruned_under_the_reader(tmp_path, monkeypatch, reader, window):
+    """The writer (keep=1) saves step 1 and prunes step 0 exactly while the reader is inside
+    its listing of the directory, or between listing it and opening checkpoint 0."""
     writer = Saver(tmp_path, steps=[0, 1], size=256, keep=1, handshake=True)
     assert "saved" in writer.report()
     module, name = (os, "listdir") if window == "listing" else (checkpoints, "open")
     real = getattr(module, name, open)
     met = []
 
-    def let_the_writer_prune(*args, **kwargs):
-        if not met:  # the first call only: step 0 is listed (or about to be opened)
-            met.append(args[0])
-            listed = real(*args, **kwargs) if window == "listing" else None
-            writer.resume()
-            assert "saved" in writer.report()  # step 1 is in, step 0 is gone
-            return listed if window == "listing" else real(*args, **kwargs)
-        return real(*args, **kwargs)
+    def let_the_writer_prune(where, *args):
+        if met:
+            return real(where, *args)
+        met.append(os.path.basename(where))
+        listed = real(where, *args) if window == "listing" else None
+        writer.resume()
+        assert "saved" in writer.report()  # step 1 is in, step 0 is gone
+        return listed if window == "listing" else real(where, *args)
 
     monkeypatch.setattr(module, name, let_the_writer_prune, raising=False)
-    restored = restore_checkpoint(tmp_path, None)
+    if reader == "restore":
+        found = restore_checkpoint(tmp_path, None)
+    else:
+        found = latest_checkpoint(tmp_path)
     monkeypatch.undo()
-    assert met and not (tmp_path / "checkpoint_0").exists()
-    assert_trees_equal(restored, small(1))
+    assert met == [tmp_path.name if window == "listing" else "checkpoint_0"]
+    assert not (tmp_path / "checkpoint_0").exists()
+    if reader == "restore":
+        assert_trees_equal(found, small(1))
+    else:
+        assert found == str(tmp_path / "checkpoint_1")
     writer.resume()
     writer.finish()
 

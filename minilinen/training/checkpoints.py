@@ -180,19 +180,14 @@ def restore_checkpoint(
     ckpt_dir = os.fspath(ckpt_dir)
     if step is not None:
         path = os.path.join(ckpt_dir, f"{prefix}{step}")
-        try:
-            state = _load(path)
-        except FileNotFoundError:
-            steps = available_steps(ckpt_dir, prefix, float)
-            msg = f"No checkpoint of step {step}: {path} does not exist. Available steps: {steps}."
-            raise CheckpointNotFoundError(msg) from None
+        state = _load(path, prefix)
     elif os.path.isdir(ckpt_dir):
         found = _load_latest(ckpt_dir, prefix, allow_fallback)
         if found is None:
             return target
         path, state = found
     elif os.path.exists(ckpt_dir):
-        path, state = ckpt_dir, _load(ckpt_dir)
+        path, state = ckpt_dir, _load(ckpt_dir, prefix)
     else:
         return target
     if target is None:
@@ -247,7 +242,7 @@ def _load_latest(ckpt_dir: str, prefix: str, allow_fallback: bool) -> tuple[str,
                 raise next(iter(skipped.values()))  # nothing intact: report the newest
             return None
         try:
-            state = _load(paths[0])
+            state = _load(paths[0], prefix)
         except FileNotFoundError:
             continue  # pruned by a writer between listing and opening: list again
         except CorruptCheckpointError as e:
@@ -262,11 +257,15 @@ def _load_latest(ckpt_dir: str, prefix: str, allow_fallback: bool) -> tuple[str,
         return paths[0], state
 
 
-def _load(path: str) -> Any:
+def _load(path: str, prefix: str) -> Any:
     """The state dict in the checkpoint file ``path``, verified and decoded."""
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except FileNotFoundError:  # also when a writer pruned it a moment ago
+        steps = available_steps(os.path.dirname(path), prefix, float)
+        msg = f"No checkpoint {path}: it does not exist. Available steps: {steps}."
+        raise CheckpointNotFoundError(msg) from None
     except IsADirectoryError:
         raise CheckpointError(
             f"{path} is a directory (an Orbax checkpoint?); minilinen reads single-file "

@@ -176,7 +176,7 @@ def test_second_writer_is_refused_while_the_first_saves(tmp_path):
     own_tmp = [n for n in files(tmp_path) if n.endswith(".tmp")]
     # This process is the second writer: the same step, and a different one, at once.
     for step in (5, 6):
-        with pytest.raises(CheckpointLockedError, match="another process is saving"):
+        with pytest.raises(CheckpointLockedError, match="another save is under way"):
             save_checkpoint(tmp_path, small(step, writer=2), step)
     assert files(tmp_path) == own_tmp  # the refused writer wrote nothing
     first.resume()

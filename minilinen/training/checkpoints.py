@@ -104,6 +104,8 @@ def save_checkpoint(
     Raises:
       CheckpointDirectoryError, CheckpointPermissionError: ``ckpt_dir`` is a file,
         a link to a vanished directory, or not writable; raised before any work.
+      CheckpointLockedError: another process is saving into ``ckpt_dir``.
+      InvalidCheckpointError: ``step`` is not after the latest (without ``overwrite``).
       CheckpointWriteError: writing failed (disk full, a quota or file-size limit,
         an I/O error). Nothing is pruned and no temporary file is left, so every
         earlier checkpoint still restores.
@@ -322,7 +324,7 @@ def _open_and_lock(ckpt_dir: str) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        msg = "another process is saving there right now (the same job started twice?)"
+        msg = "another save is under way there (is the same job running twice?)"
         raise CheckpointLockedError(f"Not saving into {ckpt_dir}: {msg}.") from None
     except OSError:
         pass  # no flock on this filesystem (NFS directories): the atomic rename still holds

@@ -160,6 +160,7 @@ def restore_checkpoint(
     step: int | float | None = None,
     prefix: str = "checkpoint_",
     parallel: bool = True,
+    *,
     allow_fallback: bool = False,
 ) -> Any:
     """Restores the latest checkpoint (or ``step``) into ``target``'s structure.

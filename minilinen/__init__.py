@@ -10,8 +10,8 @@ from minilinen.core.scope import DenyList
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
-from minilinen.partitioning import *  # noqa: F403  (partitioning's __all__)
-from minilinen.partitioning import __all__ as _partitioning_names
+from minilinen.spmd import *  # noqa: F403  (spmd's __all__)
+from minilinen.spmd import __all__ as _spmd_names
 from minilinen.summary import tabulate
 from minilinen.transforms import (
     broadcast,
@@ -45,5 +45,5 @@ __all__ = [
     "map_variables",
     "broadcast",
     *_layer_names,
-    *_partitioning_names,
+    *_spmd_names,
 ]

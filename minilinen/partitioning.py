@@ -223,4 +223,7 @@ def remat(target: Any, *, static_argnums: int | Sequence[int] = (), **remat_kwar
     """``nn.remat`` (same other arguments) whose ``static_argnums`` count from the first
     argument after ``self``."""
     static = (static_argnums,) if isinstance(static_argnums, int) else static_argnums
-    return _remat(target, static_argnums=tuple(i + 1 for i in static), **remat_kwargs)
+    lifted = _remat(target, static_argnums=tuple(i + 1 for i in static), **remat_kwargs)
+    if isinstance(lifted, type):  # Flax names the class after its core function: same auto-names
+        lifted.__name__ = lifted.__qualname__ = "Core_remat_static" + target.__name__
+    return lifted

@@ -40,7 +40,7 @@ PARTITION_NAME = "partition_name"
 
 
 def global_mesh_defined() -> bool:
-    """Whether a mesh is set (``jax.sharding.use_mesh``) for the current trace."""
+    """Whether a mesh is set (``jax.set_mesh``) for the current trace."""
     return not jax.sharding.get_abstract_mesh().empty
 
 

@@ -7,6 +7,7 @@ Use it as ``import minilinen as nn`` wherever Flax code says
 from minilinen import initializers as initializers
 from minilinen.core import FrozenDict
 from minilinen.core.scope import DenyList
+from minilinen.functional import apply, init, init_with_output
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
@@ -44,6 +45,9 @@ __all__ = [
     "remat_scan",
     "map_variables",
     "broadcast",
+    "apply",
+    "init",
+    "init_with_output",
     *_layer_names,
     *_spmd_names,
 ]

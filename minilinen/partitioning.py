@@ -40,19 +40,10 @@ PRNGSequenceFilter = CollectionFilter
 Array = ArrayPytree = jax.Array
 LogicalPartitionSpec = PartitionSpecPytree = LogicalPartitionSpecPytree = Any
 
-
-@dataclasses.dataclass(frozen=True)
-class ScanIn:
-    """A variable axis lifted on the way in only (Flax's ``In``)."""
-
-    axis: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class ScanOut:
-    """A variable axis lifted on the way out only (Flax's ``Out``)."""
-
-    axis: Any
+# Flax's In/Out markers (an axis lifted on the way in / out only). nn.scan and nn.vmap
+# do not take them yet: they refuse them with a TransformError.
+ScanIn = dataclasses.make_dataclass("ScanIn", ["axis"], frozen=True)
+ScanOut = dataclasses.make_dataclass("ScanOut", ["axis"], frozen=True)
 
 
 InOutAxis = InOutScanAxis = Any

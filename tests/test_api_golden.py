@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from golden.api_cases import CASES, arrays_only, axes_record
+from golden.api_cases import CASES, OUTPUT_CASES, arrays_only, axes_record
 from golden.transforms_cases import apply_case, grad_case
 from golden.tree_record import describe, flatten, rebuild
 from test_transforms_golden import assert_close, keys_outline
@@ -65,3 +65,14 @@ def test_api_matches_flax(name, partitionable):
     assert_close(apply_case(c, flax_vars), entry["apply"], arrays, f"{name}/apply")
     if c.grad:
         assert_close(grad_case(c, flax_vars), entry["grad"], arrays, f"{name}/grad")
+
+
+@pytest.mark.parametrize("name", list(OUTPUT_CASES))
+def test_api_results_match_flax(name, partitionable):
+    structures, arrays = golden(partitionable)
+    results = OUTPUT_CASES[name](nn)
+    exact = results.pop("exact")
+    assert_close(results, structures[name]["results"], arrays, name)
+    for key in exact:
+        for path, value in flatten(results[key], f"{name}/{key}").items():
+            assert np.array_equal(value, arrays[path]), f"{path} differs from Flax"

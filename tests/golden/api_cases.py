@@ -149,3 +149,52 @@ def param_with_axes_pytree_and_rules(nn):
             return x @ pair["a"] + x @ pair["b"].T + nn.Dense(3)(x)
 
     return Case(Model(), (data(2, 3),), key(36), apply_kwargs={"mutable": ["state"]})
+
+
+# --- cases that return a tree of results (exact where ``exact`` says) ------------
+
+OUTPUT_CASES: dict[str, Callable[[Any], dict]] = {}
+
+
+def output_case(fn: Callable[[Any], dict]) -> Callable[[Any], dict]:
+    """Register a case returning ``{name: tree}``; keys in its ``"exact"`` entry must
+    be bit-identical, the rest equal to float32 rounding."""
+    OUTPUT_CASES[fn.__name__] = fn
+    return fn
+
+
+@output_case
+def functional_init_apply_and_lazy_init(nn):
+    class AutoEncoder(nn.Module):
+        def setup(self):
+            self.enc = nn.Dense(2)
+            self.dec = nn.Dense(3, kernel_init=nn.initializers.orthogonal())
+
+        def encode(self, x):
+            z = self.enc(x)
+            self.sow("intermediates", "z", z)
+            return z
+
+        def decode(self, z):
+            return self.dec(z)
+
+    def roundtrip(model, x):
+        return model.decode(nn.relu(model.encode(x)))
+
+    x = data(2, 3)
+    ae = AutoEncoder()
+    y, variables = nn.init_with_output(roundtrip, ae)(key(40), x)
+    applied, state = nn.apply(roundtrip, ae, mutable=["intermediates"])(variables, x)
+    captured = nn.apply(roundtrip, ae, capture_intermediates=True)(variables, x)
+    shape = jax.ShapeDtypeStruct((2, 3), jnp.float32)
+    return {
+        "exact": ["init", "init_with_output", "lazy_init"],
+        "init": nn.init(roundtrip, ae)(key(40), x),
+        "init_with_output": variables,
+        "lazy_init": ae.lazy_init(key(41), shape, method=roundtrip),
+        "y": y,
+        "apply": applied,
+        "sown": state,
+        "captured": captured,
+        "encode": nn.apply(lambda m, x: m.encode(x), ae)(variables, x),
+    }

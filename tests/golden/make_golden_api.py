@@ -5,7 +5,8 @@ How the data was made: with flax 0.12.8 and jax 0.10.2 on CPU (the ``bench`` ext
 setting of ``jax_threefry_partitionable`` (False, True). Each runs every case with
 ``nn = flax.linen``: ``init`` (array collections; the ``*_axes`` collections as
 ``get_axis_names`` lists), ``apply`` on those variables and, for cases marked
-``grad``, the gradient of the output's sum with respect to the params. It writes
+``grad``, the gradient of the output's sum with respect to the params; each output
+case's tree of results. It writes
 ``api/threefry_{0,1}.npz`` (arrays under '/'-joined paths) and
 ``api/threefry_{0,1}.json`` (tree structures in Flax's key order, and axis names).
 ``tests/test_api_golden.py`` replays the cases with minilinen.
@@ -34,7 +35,7 @@ def record(partitionable: bool) -> None:
     import flax.linen.partitioning  # noqa: F401  (the cases read nn.partitioning)
 
     sys.path.insert(0, str(HERE.parent))
-    from golden.api_cases import CASES, arrays_only, axes_record
+    from golden.api_cases import CASES, OUTPUT_CASES, arrays_only, axes_record
     from golden.transforms_cases import apply_case, grad_case
     from golden.tree_record import describe, flatten
 
@@ -57,6 +58,11 @@ def record(partitionable: bool) -> None:
             entry["grad"] = describe(grads, f"{name}/grad")
             arrays.update(flatten(grads, f"{name}/grad"))
         structures[name] = entry
+    for name, make in OUTPUT_CASES.items():
+        results = make(nn)
+        results = {k: v for k, v in results.items() if k != "exact"}
+        structures[name] = {"results": describe(results, name)}
+        arrays.update(flatten(results, name))
     OUT.mkdir(exist_ok=True)
     stem = OUT / f"threefry_{int(partitionable)}"
     meta = {

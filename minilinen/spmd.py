@@ -84,9 +84,7 @@ def _mesh_axes(names: Sequence[Any], rules: LogicalRules | None) -> list[Any]:
     names = list(names)
     repeated = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
     if repeated:
-        raise errors.TransformError(
-            f"Axis names {repeated} occur more than once in {tuple(names)}."
-        )
+        raise errors.TransformError(f"Names {repeated} occur more than once in {tuple(names)}.")
     if not isinstance(rules, (tuple, list)):
         raise errors.TransformError(f"Axis rules must be (logical, mesh axes) pairs, not {rules!r}")
     result = [_UNASSIGNED if isinstance(n, str) else n for n in names]

@@ -26,10 +26,8 @@ _INIT_MUTABLE = DenyList("intermediates")
 
 def _with_method(run: Callable, fn: Callable, mutable: Any, capture: Any) -> Callable:
     @functools.wraps(fn)
-    def wrapper(first: Any, *args: Any, **kwargs: Any) -> Any:
-        return run(
-            first, *args, method=fn, mutable=mutable, capture_intermediates=capture, **kwargs
-        )
+    def wrapper(first: Any, *args: Any, **kw: Any) -> Any:
+        return run(first, *args, method=fn, mutable=mutable, capture_intermediates=capture, **kw)
 
     return wrapper
 

@@ -37,16 +37,12 @@ with_sharding_constraint = spmd.with_logical_constraint
 LogicalRules = spmd.LogicalRules
 core_remat_static = remat_scope  # static_argnums index the arguments after the scope
 PRNGSequenceFilter = CollectionFilter
-Array = ArrayPytree = jax.Array
-LogicalPartitionSpec = PartitionSpecPytree = LogicalPartitionSpecPytree = Any
 
 # Flax's In/Out markers (an axis lifted on the way in / out only). nn.scan and nn.vmap
 # do not take them yet: they refuse them with a TransformError.
 ScanIn = dataclasses.make_dataclass("ScanIn", ["axis"], frozen=True)
 ScanOut = dataclasses.make_dataclass("ScanOut", ["axis"], frozen=True)
 
-
-InOutAxis = InOutScanAxis = Any
 _UNSHARDED = spmd.RulesFallback.AXIS_IS_UNSHARDED
 
 
@@ -134,12 +130,10 @@ def variable_with_axes(
 def get_axis_names(axes_metadata: Any) -> Any:
     """The ``PartitionSpec`` of each variable recorded in one ``<collection>_axes`` tree."""
 
-    def spec(names: Any) -> Any:
-        return None if names is None else PartitionSpec(*names)
-
-    flat = flatten_dict(unfreeze(axes_metadata))
+    spec = lambda n: None if n is None else PartitionSpec(*n)  # noqa: E731
     specs = {
-        k[:-1] + (re.sub("_axes$", "", k[-1]),): _map_names(spec, v.names) for k, v in flat.items()
+        k[:-1] + (re.sub("_axes$", "", k[-1]),): _map_names(spec, v.names)
+        for k, v in flatten_dict(unfreeze(axes_metadata)).items()
     }
     return freeze(unflatten_dict(specs))
 

@@ -101,9 +101,7 @@ def _mesh_axes(names: Sequence[Any], rules: LogicalRules | None) -> list[Any]:
     return result
 
 
-def logical_to_mesh_axes(
-    names: Sequence[Any] | None, rules: LogicalRules | None = None
-) -> PartitionSpec | None:
+def logical_to_mesh_axes(names: Any, rules: LogicalRules | None = None) -> PartitionSpec | None:
     """The mesh ``PartitionSpec`` for logical axis ``names`` (unmatched names: None)."""
     if names is None:
         return None

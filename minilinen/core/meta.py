@@ -109,9 +109,7 @@ class Partitioned(struct.PyTreeNode, AxisMetadata):
         return NamedSharding(mesh, self.get_partition_spec())
 
 
-def with_partitioning(
-    fn: Callable, names: Sequence[Any], mesh: Mesh | None = None
-) -> Callable[..., Partitioned]:
+def with_partitioning(fn: Callable, names: Sequence[Any], mesh: Mesh | None = None) -> Callable:
     """Wraps an initializer so its value comes boxed with mesh axis ``names``."""
 
     @functools.wraps(fn)

@@ -7,11 +7,12 @@ Use it as ``import minilinen as nn`` wherever Flax code says
 from minilinen import initializers as initializers
 from minilinen.core import FrozenDict
 from minilinen.core.scope import DenyList
+from minilinen.functional import apply, init, init_with_output
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
-from minilinen.partitioning import *  # noqa: F403  (partitioning's __all__)
-from minilinen.partitioning import __all__ as _partitioning_names
+from minilinen.spmd import *  # noqa: F403  (spmd's __all__)
+from minilinen.spmd import __all__ as _spmd_names
 from minilinen.summary import tabulate
 from minilinen.transforms import (
     broadcast,
@@ -44,6 +45,9 @@ __all__ = [
     "remat_scan",
     "map_variables",
     "broadcast",
+    "apply",
+    "init",
+    "init_with_output",
     *_layer_names,
-    *_partitioning_names,
+    *_spmd_names,
 ]

@@ -168,3 +168,7 @@ class LayerInputError(MinilinenError, ValueError):
 
 class MergeParamError(MinilinenError, ValueError):
     """An argument given both to a layer's constructor and its call, or to neither."""
+
+
+class LazyInitError(MinilinenError, ValueError):
+    """``lazy_init`` asked for a variable computed from an input given only as a shape."""

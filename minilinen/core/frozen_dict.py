@@ -132,7 +132,7 @@ class FrozenDict(Mapping):
 # Children are the values in sorted key order with the keys as aux data, as in
 # Flax, so paths hold one DictKey per key. Flattening is a C-level attribute
 # read of the cached _flat and unflattening stores _flat without building the
-# dict, so a jitted step's dispatch costs what it costs with plain dicts.
+# dict: a jitted call pays ~0.2 us per FrozenDict over a plain dict (RESULTS.md).
 def _unflatten(keys: tuple, values: tuple) -> FrozenDict:
     new = object.__new__(FrozenDict)
     new._flat = (values, keys)

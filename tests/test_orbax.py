@@ -54,6 +54,13 @@ def test_key_entries_and_keystr_equal_flax(name):
     assert cases.describe_paths(tree) == golden
 
 
+def test_paths_of_inits_own_variables_equal_flax():
+    golden = json.loads((GOLDEN / "tree_paths.json").read_text())["variables"]
+    variables = cases.model(nn).init(jax.random.PRNGKey(0), cases.data()[0])
+    assert type(variables) is FrozenDict  # as init returns it, not re-frozen
+    assert cases.describe_paths(variables) == golden
+
+
 def test_frozen_dict_paths_are_dict_keys_only():
     fd = freeze({"params": {"Dense_0": {"kernel": 1.0}}})
     ((path, _),) = jax.tree_util.tree_flatten_with_path(fd)[0]
@@ -61,6 +68,20 @@ def test_frozen_dict_paths_are_dict_keys_only():
     # tree_map_with_path over two trees flattens both the same way it flattens one.
     doubled = jax.tree_util.tree_map_with_path(lambda p, a, b: a + b, fd, fd)
     assert isinstance(doubled, FrozenDict) and doubled["params"]["Dense_0"]["kernel"] == 2.0
+
+
+def test_optax_labels_built_from_paths_select_by_the_first_key():
+    params = _fresh_state().params
+    # Freeze the first Dense layer: labels read from each path's first entry.
+    labels = jax.tree_util.tree_map_with_path(
+        lambda p, _: "frozen" if p[0].key == "Dense_0" else "train", params
+    )
+    tx = optax.multi_transform({"train": optax.sgd(1.0), "frozen": optax.set_to_zero()}, labels)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    np.testing.assert_array_equal(new["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
+    np.testing.assert_array_equal(new["Dense_1"]["kernel"], params["Dense_1"]["kernel"] - 1.0)
 
 
 def test_flatten_and_flatten_with_path_agree():

@@ -25,7 +25,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import sharded_train  # noqa: E402
+from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 from minilinen.traverse_util import flatten_dict  # noqa: E402
 
@@ -49,7 +51,10 @@ def main() -> None:
             # A global reduction: every process gets the sum over all shards.
             "sum": float(jax.jit(jnp.sum)(value)),
         }
+    mesh = Mesh(np.array(jax.devices()).reshape(2, 4), ("data", "model"))
+    rows = sharded_train.local_rows(NamedSharding(mesh, PartitionSpec("data")), (16, 9))
     report = {
+        "rows_fed": [rows.start, rows.stop],
         "process_index": jax.process_index(),
         "process_count": jax.process_count(),
         "devices": jax.device_count(),

@@ -82,6 +82,8 @@ def test_two_processes_form_one_mesh_of_eight_devices(runs):
         assert [r["process_index"] for r in reports] == [0, 1]
         for r in reports:
             assert (r["process_count"], r["devices"], r["local_devices"]) == (2, 8, 4)
+        # The data axis spans the processes: each feeds its own half of the batch of 16.
+        assert [r["rows_fed"] for r in reports] == [[0, 8], [8, 16]]
 
 
 def test_losses_match_one_device_before_and_after_restart(runs):

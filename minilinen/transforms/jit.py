@@ -11,7 +11,6 @@ trace consumed.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from minilinen import errors
 from minilinen.core.scope import CollectionFilter, Scope
 from minilinen.module import Module
 from minilinen.transforms.lift import Pack
-from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+from minilinen.transforms.module_lift import InnerCall, module_transform
 
 __all__ = ["jit", "jit_scope"]
 
@@ -80,8 +79,13 @@ def jit_scope(
     device: Any = None,
     backend: str | None = None,
 ) -> Callable:
-    """Lifts ``fn(scope, key, *args, **kwargs)`` into ``jax.jit``; ``key`` is hashable and
-    names the configuration (a new key compiles anew); argnums index ``args``."""
+    """A lifted ``jax.jit`` over a Module class or method. At the scope level it lifts
+    ``fn(scope, key, *args, **kwargs)``: ``key`` is hashable and names the
+    configuration (a new key compiles anew) and argnums index ``args``.
+
+    Args:
+      static_argnums / donate_argnums: argument positions counting ``self`` as 0.
+    """
     calls: list[_Call] = []
 
     def traced(signature: _Signature, groups: tuple, rng_groups: tuple, *args, **kwargs):
@@ -104,15 +108,16 @@ def jit_scope(
     jitted = jax.jit(traced, **jit_kwargs)
     consumed: dict[_Signature, dict] = {}
 
-    def lifted(scope: Scope, key: Any, *args: Any, **kwargs: Any) -> Any:
-        forked = {stream: scope.make_rng(stream) for stream in scope.frame.rngs}
+    def lifted(scope: Any, key: Any, *args: Any, **kwargs: Any) -> Any:
+        scopes = (scope,) if isinstance(scope, Scope) else scope
+        forked = [{stream: s.make_rng(stream) for stream in s.frame.rngs} for s in scopes]
         pack = Pack(scope, (variables,), (variables,), (rngs,), rngs=forked, rng_path=())
-        before = _counts(scope.rng_counters)
+        before = [_counts(s.rng_counters) for s in scopes]
         signature = _Signature(
             key,
             pack.mutable,
-            tuple(sorted(scope.frame.flags.items())),
-            tuple(sorted(before.items(), key=repr)),
+            tuple(sorted(pack.scope.frame.flags.items())),
+            tuple(tuple(sorted(b.items(), key=repr)) for b in before),
         )
         call = _Call(pack)
         calls.append(call)
@@ -123,10 +128,13 @@ def jit_scope(
         finally:
             calls.pop()
         if call.traced:
-            after = _counts(scope.rng_counters)
-            consumed[signature] = {k: v - before.get(k, 0) for k, v in after.items()}
+            consumed[signature] = [
+                {k: v - b.get(k, 0) for k, v in _counts(s.rng_counters).items()}
+                for s, b in zip(scopes, before)
+            ]
         else:
-            _advance(scope.rng_counters, consumed.get(signature, {}))
+            for s, delta in zip(scopes, consumed.get(signature, ())):
+                _advance(s.rng_counters, delta)
         pack.publish(out_groups)
         return y
 
@@ -135,7 +143,8 @@ def jit_scope(
 
 def _freeze(value: Any, where: str) -> Any:
     if isinstance(value, Module):
-        return _fingerprint(value, where)
+        fields = type(value)._field_names
+        return (type(value), tuple((f, _freeze(value.__dict__[f], f"{where}.{f}")) for f in fields))
     if isinstance(value, Mapping):
         return tuple((k, _freeze(v, f"{where}.{k}")) for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -150,65 +159,63 @@ def _freeze(value: Any, where: str) -> Any:
     return value
 
 
-def _fingerprint(module: Module, where: str) -> tuple:
-    fields = tuple(
-        (f, _freeze(module.__dict__[f], f"{where}.{f}")) for f in type(module)._field_names
+def _call_key(call: InnerCall) -> tuple:
+    """What a traced call depends on besides arrays: the configuration of the module
+    and of the modules and Variables it reaches, not their names (as in Flax, equal
+    siblings share one trace)."""
+    where = call.cls.__name__
+    refs = tuple(
+        (
+            type(obj),
+            index,
+            _freeze(hidden, where) if hidden is not None else (obj.collection, obj.name, obj.unbox),
+        )
+        for obj, index, hidden in call.refs
     )
-    return (type(module), module.name, fields)
-
-
-class _ModuleKey:
-    """Hashable by the module's configuration; holds the module itself weakly."""
-
-    __slots__ = ("ref", "fingerprint", "__weakref__")
-
-    def __init__(self, module: Module):
-        self.ref = weakref.ref(module)
-        self.fingerprint = _fingerprint(module, type(module).__name__)
-
-    def __hash__(self) -> int:
-        return hash(self.fingerprint)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ModuleKey) and self.fingerprint == other.fingerprint
+    return (
+        call.cls,
+        _freeze(call.fields, where),
+        call.in_compact,
+        tuple(call.autoname.items()),
+        refs,
+    )
 
 
 def _jit_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
-    def body(scope: Scope, key: _ModuleKey, *args: Any, **kwargs: Any) -> Any:
-        return call_on_inner(key.ref(), cls, fn, name, scope, *args, **kwargs)
+    current: list[InnerCall] = []
+
+    def body(scope: Any, key: tuple, *args: Any, **kwargs: Any) -> Any:
+        return current[-1](scope, *args, **kwargs)
 
     lifted = jit_scope(body, **options)
+    unbound = jax.jit(
+        lambda key, *args, **kwargs: fn(current[-1], *args, **kwargs),
+        static_argnums=(0, *(i + 1 for i in options["static_argnums"])),
+        static_argnames=options["static_argnames"],
+    )
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return lifted(bound_scope(self, name), _ModuleKey(self), *args, **kwargs)
+        if self.scope is None:  # e.g. a jitted init_with_output: the module is static
+            current.append(self)
+            try:
+                return unbound(_freeze(self, type(self).__name__), *args, **kwargs)
+            finally:
+                current.pop()
+        call = InnerCall(self, cls, fn, name, args, kwargs)
+        current.append(call)
+        try:
+            return lifted(call.scope, _call_key(call), *call.args, **call.kwargs)
+        finally:
+            current.pop()
 
     return method
 
 
-def jit(
-    target: Any,
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
-    static_argnums: int | Iterable[int] = (),
-    static_argnames: str | Iterable[str] = (),
-    donate_argnums: int | Iterable[int] = (),
-    device: Any = None,
-    backend: str | None = None,
-    methods: Any = None,
-) -> Any:
-    """A lifted ``jax.jit`` over a Module class or method.
-
-    Args:
-      static_argnums / donate_argnums: argument positions counting ``self`` as 0.
-    """
+def _self_counted(options: dict) -> dict:
     # Counted with self as 0, as in Flax; self itself is never an array argument.
-    options = dict(
-        variables=variables,
-        rngs=rngs,
-        static_argnums=tuple(i - 1 for i in _as_tuple(static_argnums) if i > 0),
-        static_argnames=static_argnames,
-        donate_argnums=tuple(i - 1 for i in _as_tuple(donate_argnums) if i > 0),
-        device=device,
-        backend=backend,
-    )
-    return lift_target(target, "Jit", _jit_method, options, methods, jit)
+    for argnums in ("static_argnums", "donate_argnums"):
+        options[argnums] = tuple(i - 1 for i in _as_tuple(options[argnums]) if i > 0)
+    return options
+
+
+jit = module_transform(jit_scope, "Jit", _jit_method, _self_counted)

@@ -277,3 +277,30 @@ def test_scan_body_names_submodules_as_flax():
         "MLP_2",
     ]
     assert sorted(Alone().init(jax.random.PRNGKey(0), c, xs)["params"]) == ["MLP_0"]
+
+
+def test_a_submodule_passed_to_a_lifted_method_of_its_parent_is_lifted_once():
+    class Accumulate(nn.Module):
+        @nn.jit
+        @nn.compact
+        def __call__(self, x):
+            total = self.variable("test", "total", jnp.zeros, x.shape)
+            total.value += x
+            return total.value
+
+    class Parent(nn.Module):
+        @nn.jit
+        @nn.compact
+        def __call__(self, x):
+            return self.call_it(x, Accumulate(name="inner"))
+
+        @nn.jit
+        def call_it(self, x, inner):
+            return inner(x)
+
+    x = jnp.ones((1,))
+    variables = Parent().init(jax.random.PRNGKey(0), x)
+    for expected in (2.0, 3.0):
+        y, variables = Parent().apply(variables, x, mutable=["test"])
+        np.testing.assert_array_equal(y, [expected])
+        np.testing.assert_array_equal(variables["test"]["inner"]["total"], [expected])

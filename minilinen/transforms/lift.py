@@ -22,7 +22,7 @@ from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import CollectionFilter, Frame, Scope
 from minilinen.transforms.filters import group_collections, intersect, is_empty, union
 
-__all__ = ["Pack", "add_axis", "remove_axis", "split_key"]
+__all__ = ["Pack", "add_axis", "remove_axis", "split_key", "as_tuple", "mapped_size"]
 
 
 class Pack:
@@ -128,6 +128,37 @@ class Pack:
         if self.single:
             return fn(group, *rest)
         return tuple(fn(*g) for g in zip(group, *rest))
+
+
+def as_tuple(value: Any) -> tuple:
+    """Argnums and names as a tuple: ``None`` is none, one int or string is one."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, (str, int)) else tuple(value)
+
+
+def mapped_size(axes: Any, trees: Any, given: int | None, what: str, option: str) -> int:
+    """The size of the mapped axis (``given``, or the one every mapped leaf agrees on);
+    ``axes`` is a prefix tree of ``trees`` whose None or ``nn.broadcast`` leaves map nothing."""
+    sizes: set[int] = set()
+
+    def find(axis: Any, x: Any) -> None:
+        leaves = [] if not isinstance(axis, int) else jax.tree_util.tree_leaves(x)
+        if leaves:
+            sizes.add(jax.numpy.shape(leaves[0])[axis])
+
+    jax.tree_util.tree_map(
+        find, axes, trees, is_leaf=lambda x: not isinstance(x, (tuple, list, dict))
+    )
+    if given is not None:
+        return given
+    if len(sizes) != 1:
+        why = f"have different lengths {sorted(sizes)}" if sizes else "are none: nothing is mapped"
+        raise errors.TransformError(
+            f"nn.{what} cannot infer how many iterations to run: its mapped inputs {why} "
+            f"along their axes. Give them all the same length, or pass {option}=N."
+        )
+    return sizes.pop()
 
 
 def split_key(key: jax.Array, n: int) -> jax.Array:

@@ -9,6 +9,7 @@ naming and submodules all work inside as they do outside.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import warnings
@@ -20,6 +21,7 @@ import jax
 from minilinen import errors
 from minilinen.core.scope import Scope
 from minilinen.module import Module, _wrap_method
+from minilinen.transforms.lift import as_tuple
 from minilinen.variables import Variable
 
 __all__ = [
@@ -148,20 +150,12 @@ def bound_scope(module: Module, name: str) -> Scope:
     return scope
 
 
+@dataclasses.dataclass(frozen=True)
 class _Slot:
     """Stands for a module or Variable bound elsewhere: a pytree with no leaves, so
     every JAX transform passes it through (and ``jax.jit`` keys on its index)."""
 
-    __slots__ = ("index",)
-
-    def __init__(self, index: int):
-        self.index = index
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Slot) and other.index == self.index
-
-    def __hash__(self) -> int:
-        return hash((_Slot, self.index))
+    index: int
 
 
 jax.tree_util.register_pytree_node(_Slot, lambda s: ((), s.index), lambda i, _: _Slot(i))
@@ -187,7 +181,7 @@ class InnerCall:
         state = module._state
         self.in_compact, self.autoname = state.in_compact, dict(state.autoname)
         self.scopes: list[Scope] = [bound_scope(module, name)]
-        self.refs: list[tuple] = []  # per _Slot: (object, scope index, hidden fields)
+        self.refs: list[tuple] = []  # per _Slot: (object, (scope index, names), fields)
         self._seen: dict[int, _Slot] = {}
         fields = module.__dict__
         self.fields = {f: self.hide(fields[f], module) for f in self.cls._field_names}
@@ -213,20 +207,24 @@ class InnerCall:
             slot = self._seen.get(id(x))
             if slot is None:
                 slot = self._seen[id(x)] = _Slot(len(self.refs))
-                index = len(self.scopes)
-                for i, s in enumerate(self.scopes):
-                    if s is x.scope:
-                        index = i
-                        break
-                else:
-                    self.scopes.append(x.scope)
-                self.refs.append((x, index, None))
+                place = self._place(x.scope)
+                self.refs.append((x, place, None))
                 if isinstance(x, Module):
                     hidden = {f: self.hide(x.__dict__[f], x) for f in type(x)._field_names}
-                    self.refs[slot.index] = (x, index, hidden)
+                    self.refs[slot.index] = (x, place, hidden)
             return slot
 
         return jax.tree_util.tree_map(one, tree, is_leaf=_is_ref)
+
+    def _place(self, scope: Scope) -> tuple[int, tuple[str, ...]]:
+        """A lifted scope that is ``scope`` or holds it, and the names down to it: a
+        scope under one already lifted is reached inside from there, not lifted twice."""
+        for i, lifted in enumerate(self.scopes):
+            n = len(lifted.path)
+            if lifted.frame is scope.frame and scope.path[:n] == lifted.path:
+                return i, scope.path[n:]
+        self.scopes.append(scope)
+        return len(self.scopes) - 1, ()
 
     def __call__(self, scope: Any, *args: Any, **kwargs: Any) -> Any:
         scopes = (scope,) if isinstance(scope, Scope) else scope
@@ -241,11 +239,14 @@ class InnerCall:
 
         def build(i: int) -> Any:
             if i not in built:
-                obj, index, hidden = self.refs[i]
+                obj, (index, names), hidden = self.refs[i]
+                where = scopes[index]
+                for child in names:
+                    where = where.push(child, reuse=True)
                 if isinstance(obj, Variable):
-                    built[i] = Variable(scopes[index], obj.collection, obj.name, obj.unbox)
+                    built[i] = Variable(where, obj.collection, obj.name, obj.unbox)
                 else:
-                    built[i] = type(obj)(parent=scopes[index], name=obj.name, **show(hidden))
+                    built[i] = type(obj)(parent=where, name=obj.name, **show(hidden))
             return built[i]
 
         fields = self.fields
@@ -293,6 +294,18 @@ def scope_method(scope_transform: Callable, no_kwargs: str | None = None) -> Mak
         return method
 
     return make_method
+
+
+def self_counted(*names: str) -> Callable[[dict], dict]:
+    """Options converted from argnums counted with ``self`` as 0 (as in Flax) to
+    argnums of the scope-level transform, which counts from the first argument."""
+
+    def convert(options: dict) -> dict:
+        for name in names:
+            options[name] = tuple(i - 1 for i in as_tuple(options[name]) if i > 0)
+        return options
+
+    return convert
 
 
 def module_transform(

@@ -17,15 +17,11 @@ import jax
 from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack
-from minilinen.transforms.module_lift import module_transform
+from minilinen.transforms.lift import Pack, as_tuple
+from minilinen.transforms.module_lift import module_transform, self_counted
 from minilinen.transforms.scan import scan_scope
 
 __all__ = ["remat", "checkpoint", "remat_scan", "remat_scope", "remat_scan_scope"]
-
-
-def _as_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
-    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
 
 def remat_scope(
@@ -51,7 +47,7 @@ def remat_scope(
             "Python-valued arguments with static_argnums instead."
         )
     # The checkpointed function takes (variable groups, rng groups, *args).
-    static = tuple(i + 2 for i in _as_tuple(static_argnums))
+    static = tuple(i + 2 for i in as_tuple(static_argnums))
 
     def lifted(scope: Scope, *args: Any, **kwargs: Any) -> Any:
         pack = Pack(scope, (variables,), (variables,), (rngs,))
@@ -108,12 +104,6 @@ def remat_scan_scope(
     return lambda scope, carry: loop(scope, carry)[0]
 
 
-def _self_counted(options: dict) -> dict:
-    # Counted with self as 0, as in Flax; the scope-level version counts from the args.
-    options["static_argnums"] = tuple(i - 1 for i in _as_tuple(options["static_argnums"]))
-    return options
-
-
-checkpoint = module_transform(remat_scope, "Checkpoint", convert=_self_counted)
+checkpoint = module_transform(remat_scope, "Checkpoint", convert=self_counted("static_argnums"))
 remat = checkpoint
 remat_scan = module_transform(remat_scan_scope, "Remat_scan")

@@ -22,7 +22,7 @@ from jax.interpreters import partial_eval
 from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, remove_axis, split_key
+from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_key
 from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["scan", "scan_scope", "broadcast"]
@@ -55,30 +55,6 @@ def _move(tree: Any, source: int, dest: int) -> Any:
     if source == dest:
         return tree
     return jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, source, dest), tree)
-
-
-def _scan_length(in_axes: Any, args: tuple, length: int | None) -> int:
-    lengths: set[int] = set()
-
-    def find(axis: Any, x: Any) -> None:
-        leaves = [] if _is_broadcast(axis) else jax.tree_util.tree_leaves(x)
-        if leaves:
-            lengths.add(jnp.shape(leaves[0])[axis])
-
-    _per_axis(find, in_axes, args)
-    if length is not None:
-        return length
-    if len(lengths) > 1:
-        raise errors.TransformError(
-            f"nn.scan: the scanned inputs have different lengths {sorted(lengths)} along "
-            "their in_axes; give every scanned input the same length."
-        )
-    if not lengths:
-        raise errors.TransformError(
-            "nn.scan cannot infer the number of iterations: no input is scanned over. "
-            "Pass length=N."
-        )
-    return lengths.pop()
 
 
 def _slice_avals(tree: Any) -> Any:
@@ -170,7 +146,7 @@ def scan_scope(
     def lifted(scope: Scope, init: Any, *args: Any) -> tuple[Any, Any]:
         pack = Pack(scope, filters, filters, rng_filters)
         bvars, cvars, *svars = pack.variable_groups
-        n = _scan_length(in_axes, args, length)
+        n = mapped_size(in_axes, args, length, "scan", "length")
         svars = tuple(
             _move(remove_axis(group, axis, params), axis, 0) for group, axis in zip(svars, var_axes)
         )

@@ -12,38 +12,12 @@ from typing import Any
 
 import jax
 
-from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, remove_axis, split_key
+from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_key
 from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["vmap", "vmap_scope"]
-
-
-def _axis_size(
-    var_axes: tuple, groups: tuple, in_axes: Any, args: tuple, axis_size: int | None
-) -> int:
-    sizes: set[int] = set()
-
-    def find(axis: Any, x: Any) -> None:
-        leaves = [] if axis is None else jax.tree_util.tree_leaves(x)
-        if leaves:
-            sizes.add(leaves[0].shape[axis])
-
-    jax.tree_util.tree_map(find, (var_axes, in_axes), (groups, args), is_leaf=lambda x: x is None)
-    if axis_size is not None:
-        return axis_size
-    if len(sizes) > 1:
-        raise errors.TransformError(
-            f"nn.vmap: the mapped inputs and variables have different sizes {sorted(sizes)} "
-            "along their axes; give them all the same batch size."
-        )
-    if not sizes:
-        raise errors.TransformError(
-            "nn.vmap cannot infer the batch size: nothing is mapped over. Pass axis_size=N."
-        )
-    return sizes.pop()
 
 
 def vmap_scope(
@@ -80,7 +54,7 @@ def vmap_scope(
             group if axis is None else remove_axis(group, axis, params)
             for group, axis in zip(pack.variable_groups, var_axes)
         )
-        n = _axis_size(var_axes, groups, in_axes, args, axis_size)
+        n = mapped_size((var_axes, in_axes), (groups, args), axis_size, "vmap", "axis_size")
         rng_groups = tuple(
             jax.tree_util.tree_map(lambda k: split_key(k, n), group) if split else group
             for group, split in zip(pack.rng_groups, rng_split)

@@ -304,3 +304,29 @@ def test_a_submodule_passed_to_a_lifted_method_of_its_parent_is_lifted_once():
         y, variables = Parent().apply(variables, x, mutable=["test"])
         np.testing.assert_array_equal(y, [expected])
         np.testing.assert_array_equal(variables["test"]["inner"]["total"], [expected])
+
+
+def test_a_setup_submodule_passed_to_a_lifted_helper():
+    class Plain(nn.Module):
+        def setup(self):
+            self.inner = nn.Dense(2)
+
+        def helper(self, x, m):
+            return m(x)
+
+        def __call__(self, x):
+            return self.helper(x, self.inner)
+
+    class Jitted(Plain):
+        helper = nn.jit(Plain.helper)
+        __call__ = nn.jit(Plain.__call__)
+
+    x = jnp.ones((2,))
+    expected = Plain().init(jax.random.PRNGKey(0), x)
+    variables = Jitted().init(jax.random.PRNGKey(0), x)
+    assert (
+        _shapes(variables)
+        == _shapes(expected)
+        == {"params": {"inner": {"bias": (2,), "kernel": (2, 2)}}}
+    )
+    np.testing.assert_array_equal(Jitted().apply(variables, x), Plain().apply(variables, x))

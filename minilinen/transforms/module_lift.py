@@ -241,8 +241,11 @@ class InnerCall:
             if i not in built:
                 obj, (index, names), hidden = self.refs[i]
                 where = scopes[index]
-                for child in names:
-                    where = where.push(child, reuse=True)
+                for child in names:  # not reserved: the inner copy may define it again
+                    below = where.children.get(child)
+                    if below is None:
+                        below = where.children[child] = Scope(where.frame, where, child)
+                    where = below
                 if isinstance(obj, Variable):
                     built[i] = Variable(where, obj.collection, obj.name, obj.unbox)
                 else:

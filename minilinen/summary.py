@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import rich.console
 import rich.table
@@ -118,7 +119,8 @@ def _trace(
     def record(next_fun: Callable, a: tuple, kw: dict, ctx: InterceptorContext) -> Any:
         call = _Call(
             path=tuple(ctx.module.path),
-            module=ctx.module,
+            # Unbound: a module inside a lifted transform holds the transform's tracers.
+            module=ctx.module.clone(),
             method=ctx.method_name,
             args=_abstract(a),
             kwargs=_abstract(kw),
@@ -146,14 +148,14 @@ def _inputs_view(args: tuple, kwargs: dict) -> Any:
     items: list[Any] = list(args)
     if kwargs:
         items.append(dict(kwargs))
-    return items[0] if len(items) == 1 else items
+    return items[0] if len(items) == 1 else items or ""  # no inputs: an empty cell
 
 
 def _abstract(tree: Any) -> Any:
     """Arrays (and tracers) become ``ShapeDtypeStruct``s; everything else stays."""
 
     def leaf(x: Any) -> Any:
-        if isinstance(x, (jax.Array, np.ndarray, jax.ShapeDtypeStruct)):
+        if isinstance(x, (jax.Array, np.ndarray, np.generic, jax.ShapeDtypeStruct)):
             return jax.ShapeDtypeStruct(x.shape, x.dtype)
         return x
 
@@ -227,7 +229,7 @@ def _is_array(x: Any) -> bool:
 def _measure_flops(call: _Call, rngs: dict, forward: bool, backward: bool) -> None:
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
     own = {col: tree for col, tree in (call.seen or {}).items() if tree}
-    unbound = call.module.clone()
+    unbound = call.module
     leaves, treedef = jax.tree_util.tree_flatten((call.args, call.kwargs))
     dynamic = [i for i, x in enumerate(leaves) if _is_array(x)]
 
@@ -274,16 +276,15 @@ def _forward_and_backward(run: Callable) -> Callable:
 
 
 def _inexact_leaves(tree: Any) -> list:
-    return [y for y in _leaves(tree) if jax.numpy.issubdtype(y.dtype, jax.numpy.inexact)]
+    # Python scalars count by the dtype JAX gives them (a float is inexact, an int not).
+    return [y for y in _leaves(tree) if jax.numpy.issubdtype(jnp.result_type(y), jnp.inexact)]
 
 
 def _cost(fn: Callable, *shapes: Any) -> float | None:
     analysis = jax.jit(fn).lower(*shapes).cost_analysis()
     if isinstance(analysis, Sequence):  # older jax: one dict per device
         analysis = analysis[0] if analysis else None
-    if not analysis or "flops" not in analysis:
-        return None
-    return float(analysis["flops"])
+    return float((analysis or {}).get("flops", 0))  # Flax shows 0 where XLA reports none
 
 
 # --- rendering ----------------------------------------------------------------

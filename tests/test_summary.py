@@ -12,6 +12,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax import lax, random
 
@@ -392,3 +393,41 @@ def test_modules_inside_lifted_transforms():
     # FLOPs of one slice (2*3*4 multiply-adds + 8 bias adds), and five of them for the whole.
     assert inner["flops"] == str(2 * 2 * 3 * 4 + 2 * 4)
     assert paths[""]["flops"] == str(5 * (2 * 2 * 3 * 4 + 2 * 4))
+
+
+def test_python_and_numpy_scalar_inputs():
+    class AddOne(nn.Module):
+        def __call__(self, x):
+            return x + 1
+
+    class Scalars(nn.Module):
+        @nn.compact
+        def __call__(self, n, s):
+            return AddOne()(x=np.pi) * n * s
+
+    text = Scalars().tabulate(
+        {}, 2, np.float32(3.0), compute_flops=True, compute_vjp_flops=True, console_kwargs=PLAIN
+    )
+    paths = by_path(rows(text))
+    # A constant computed from Python floats costs nothing, forward or backward (as in Flax).
+    assert paths["AddOne_0"]["inputs"] == "x: 3.141592653589793"
+    assert (paths["AddOne_0"]["flops"], paths["AddOne_0"]["vjp_flops"]) == ("0", "0")
+    assert paths[""]["outputs"] == "float32[]"
+
+
+def test_scan_and_vmap_leave_no_tracer_behind():
+    class Step(nn.Module):
+        @nn.compact
+        def __call__(self, c, x):
+            return nn.Dense(3)(c) + x, None
+
+    class Loop(nn.Module):
+        @nn.compact
+        def __call__(self, xs):
+            scan = nn.scan(Step, variable_broadcast="params", split_rngs={"params": False})
+            return scan()(jnp.zeros((3,)), xs)[0]
+
+    with jax.check_tracer_leaks(True):
+        text = Loop().tabulate(KEY, jnp.ones((4, 3)), compute_flops=True, console_kwargs=PLAIN)
+    step = by_path(rows(text))["ScanStep_0/Dense_0"]
+    assert step["params"] == "bias: float32[3] | kernel: float32[3,3] | 12 (48 B)"

@@ -453,23 +453,6 @@ def test_transform_errors_name_the_problem():
     with pytest.raises(errors.TransformError, match="returned a Dense"):
         Outer().init(jax.random.PRNGKey(0), jnp.ones((1, 2)))
 
-    class Holder(nn.Module):
-        inner: nn.Module
-
-        @nn.compact
-        def __call__(self, x):
-            return self.inner(x)
-
-    class Sharing(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            dense = nn.Dense(2)
-            dense(x)
-            return remat(Holder)(dense)(x)
-
-    with pytest.raises(errors.TransformError, match="bound module"):
-        Sharing().init(jax.random.PRNGKey(0), jnp.ones((1, 2)))
-
 
 def test_transformed_class_names_and_partial():
     import functools

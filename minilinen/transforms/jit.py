@@ -1,17 +1,15 @@
 """``nn.jit``: a lifted ``jax.jit`` over a module (or a function of a scope).
 
-Each call first forks the RNG streams (one ``make_rng`` per stream on the
-module's scope, as Flax does), and keys inside derive from the forked keys
-with paths relative to the jitted module. The compiled function is cached per
-module configuration, mutability and RNG counter state; when a call hits the
-cache no Python runs inside, so the counters are advanced by what the first
-trace consumed.
+Each call first forks the RNG streams (one ``make_rng`` per stream on each lifted
+scope, as Flax does), and keys inside derive from the forked keys with paths
+relative to the jitted module. The compiled function is cached per module
+configuration (not its name: equal siblings share one trace, as in Flax),
+mutability and RNG counter state; when a call hits the cache no Python runs
+inside, so the counters are advanced by what the first trace consumed.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -20,27 +18,19 @@ import jax
 from minilinen import errors
 from minilinen.core.scope import CollectionFilter, Scope
 from minilinen.module import Module
-from minilinen.transforms.lift import Pack
-from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+from minilinen.transforms.lift import Pack, as_tuple
+from minilinen.transforms.module_lift import InnerCall, module_transform, self_counted
 
 __all__ = ["jit", "jit_scope"]
 
 
-def _as_tuple(value: Any) -> tuple:
-    if value is None:
-        return ()
-    if isinstance(value, (str, int)):
-        return (value,)
-    return tuple(value)
-
-
 def _counts(counters: dict, prefix: tuple = ()) -> dict:
+    """RNG counters of a scope and its children, flat: ``{(*child names, stream): n}``."""
     flat = {}
     for key, value in counters.items():
-        if isinstance(value, dict):
-            flat.update(_counts(value, prefix + key))
-        else:
-            flat[prefix + (key,)] = value
+        flat.update(
+            _counts(value, prefix + key) if isinstance(value, dict) else {prefix + (key,): value}
+        )
     return flat
 
 
@@ -50,24 +40,6 @@ def _advance(counters: dict, delta: dict) -> None:
         for name in path[:-1]:
             node = node.setdefault((name,), {})
         node[path[-1]] = node.get(path[-1], 0) + step
-
-
-@dataclasses.dataclass(frozen=True)
-class _Signature:
-    """What a compiled body depends on besides its array arguments."""
-
-    key: Any
-    mutable: Any
-    flags: tuple
-    counts: tuple
-
-
-class _Call:
-    __slots__ = ("pack", "traced")
-
-    def __init__(self, pack: Pack):
-        self.pack = pack
-        self.traced = False
 
 
 def jit_scope(
@@ -80,41 +52,42 @@ def jit_scope(
     device: Any = None,
     backend: str | None = None,
 ) -> Callable:
-    """Lifts ``fn(scope, key, *args, **kwargs)`` into ``jax.jit``; ``key`` is hashable and
-    names the configuration (a new key compiles anew); argnums index ``args``."""
-    calls: list[_Call] = []
+    """A lifted ``jax.jit`` over a Module class or method. At the scope level it lifts
+    ``fn(scope, key, *args, **kwargs)``: ``key`` is hashable and names the
+    configuration (a new key compiles anew) and argnums index ``args``.
 
-    def traced(signature: _Signature, groups: tuple, rng_groups: tuple, *args, **kwargs):
+    Args:
+      static_argnums / donate_argnums: argument positions counting ``self`` as 0.
+    """
+    calls: list[list] = []  # [pack, traced?] of the calls in flight, innermost last
+
+    def traced(signature: tuple, groups: tuple, rng_groups: tuple, *args, **kwargs):
         call = calls[-1]
-        call.traced = True
-        inner = call.pack.inner_scope(groups, rng_groups)
-        y = fn(inner, signature.key, *args, **kwargs)
-        return y, call.pack.repack(inner)
+        call[1] = True
+        inner = call[0].inner_scope(groups, rng_groups)
+        y = fn(inner, signature[0], *args, **kwargs)
+        return y, call[0].repack(inner)
 
     # The jitted function takes (signature, variable groups, rng groups, *args).
-    jit_kwargs: dict = {
-        "static_argnums": (0, *(i + 3 for i in _as_tuple(static_argnums))),
-        "static_argnames": _as_tuple(static_argnames),
-        "donate_argnums": tuple(i + 3 for i in _as_tuple(donate_argnums)),
-    }
-    if device is not None:
-        jit_kwargs["device"] = device
-    if backend is not None:
-        jit_kwargs["backend"] = backend
-    jitted = jax.jit(traced, **jit_kwargs)
-    consumed: dict[_Signature, dict] = {}
+    jitted = jax.jit(
+        traced,
+        static_argnums=(0, *(i + 3 for i in as_tuple(static_argnums))),
+        static_argnames=as_tuple(static_argnames),
+        donate_argnums=tuple(i + 3 for i in as_tuple(donate_argnums)),
+        device=device,
+        backend=backend,
+    )
+    consumed: dict[tuple, list] = {}
 
-    def lifted(scope: Scope, key: Any, *args: Any, **kwargs: Any) -> Any:
-        forked = {stream: scope.make_rng(stream) for stream in scope.frame.rngs}
+    def lifted(scope: Any, key: Any, *args: Any, **kwargs: Any) -> Any:
+        scopes = (scope,) if isinstance(scope, Scope) else scope
+        forked = [{stream: s.make_rng(stream) for stream in s.frame.rngs} for s in scopes]
         pack = Pack(scope, (variables,), (variables,), (rngs,), rngs=forked, rng_path=())
-        before = _counts(scope.rng_counters)
-        signature = _Signature(
-            key,
-            pack.mutable,
-            tuple(sorted(scope.frame.flags.items())),
-            tuple(sorted(before.items(), key=repr)),
-        )
-        call = _Call(pack)
+        before = [_counts(s.rng_counters) for s in scopes]
+        flags = tuple(sorted(pack.scope.frame.flags.items()))
+        counts = tuple(tuple(sorted(b.items(), key=repr)) for b in before)
+        signature = (key, pack.mutable, flags, counts)
+        call = [pack, False]
         calls.append(call)
         try:
             y, out_groups = jitted(
@@ -122,11 +95,14 @@ def jit_scope(
             )
         finally:
             calls.pop()
-        if call.traced:
-            after = _counts(scope.rng_counters)
-            consumed[signature] = {k: v - before.get(k, 0) for k, v in after.items()}
+        if call[1]:
+            consumed[signature] = [
+                {k: v - b.get(k, 0) for k, v in _counts(s.rng_counters).items()}
+                for s, b in zip(scopes, before)
+            ]
         else:
-            _advance(scope.rng_counters, consumed.get(signature, {}))
+            for s, delta in zip(scopes, consumed.get(signature, ())):
+                _advance(s.rng_counters, delta)
         pack.publish(out_groups)
         return y
 
@@ -135,7 +111,8 @@ def jit_scope(
 
 def _freeze(value: Any, where: str) -> Any:
     if isinstance(value, Module):
-        return _fingerprint(value, where)
+        fields = type(value)._field_names
+        return (type(value), tuple((f, _freeze(value.__dict__[f], f"{where}.{f}")) for f in fields))
     if isinstance(value, Mapping):
         return tuple((k, _freeze(v, f"{where}.{k}")) for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -150,65 +127,39 @@ def _freeze(value: Any, where: str) -> Any:
     return value
 
 
-def _fingerprint(module: Module, where: str) -> tuple:
-    fields = tuple(
-        (f, _freeze(module.__dict__[f], f"{where}.{f}")) for f in type(module)._field_names
+def _call_key(call: InnerCall) -> tuple:
+    """The configuration of the module and of the modules and Variables it reaches."""
+    refs = tuple(
+        (type(obj), place, (obj.collection, obj.name, obj.unbox) if hidden is None else hidden)
+        for obj, place, hidden in call.refs
     )
-    return (type(module), module.name, fields)
-
-
-class _ModuleKey:
-    """Hashable by the module's configuration; holds the module itself weakly."""
-
-    __slots__ = ("ref", "fingerprint", "__weakref__")
-
-    def __init__(self, module: Module):
-        self.ref = weakref.ref(module)
-        self.fingerprint = _fingerprint(module, type(module).__name__)
-
-    def __hash__(self) -> int:
-        return hash(self.fingerprint)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ModuleKey) and self.fingerprint == other.fingerprint
+    state = (call.in_compact, tuple(call.autoname.items()))
+    return _freeze((call.cls, call.fields, state, refs), call.cls.__name__)
 
 
 def _jit_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
-    def body(scope: Scope, key: _ModuleKey, *args: Any, **kwargs: Any) -> Any:
-        return call_on_inner(key.ref(), cls, fn, name, scope, *args, **kwargs)
-
-    lifted = jit_scope(body, **options)
+    current: list = []  # the InnerCall (or unbound module) being called, innermost last
+    lifted = jit_scope(lambda scope, key, *a, **kw: current[-1](scope, *a, **kw), **options)
+    # An unbound module (e.g. a jitted init_with_output) is a static argument.
+    unbound = jax.jit(
+        lambda key, *args, **kwargs: fn(current[-1], *args, **kwargs),
+        static_argnums=(0, *(i + 1 for i in options["static_argnums"])),
+        static_argnames=options["static_argnames"],
+    )
 
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return lifted(bound_scope(self, name), _ModuleKey(self), *args, **kwargs)
+        call = self if self.scope is None else InnerCall(self, cls, fn, name, args, kwargs)
+        current.append(call)
+        try:
+            if call is self:
+                return unbound(_freeze(self, type(self).__name__), *args, **kwargs)
+            return lifted(call.scope, _call_key(call), *call.args, **call.kwargs)
+        finally:
+            current.pop()
 
     return method
 
 
-def jit(
-    target: Any,
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
-    static_argnums: int | Iterable[int] = (),
-    static_argnames: str | Iterable[str] = (),
-    donate_argnums: int | Iterable[int] = (),
-    device: Any = None,
-    backend: str | None = None,
-    methods: Any = None,
-) -> Any:
-    """A lifted ``jax.jit`` over a Module class or method.
-
-    Args:
-      static_argnums / donate_argnums: argument positions counting ``self`` as 0.
-    """
-    # Counted with self as 0, as in Flax; self itself is never an array argument.
-    options = dict(
-        variables=variables,
-        rngs=rngs,
-        static_argnums=tuple(i - 1 for i in _as_tuple(static_argnums) if i > 0),
-        static_argnames=static_argnames,
-        donate_argnums=tuple(i - 1 for i in _as_tuple(donate_argnums) if i > 0),
-        device=device,
-        backend=backend,
-    )
-    return lift_target(target, "Jit", _jit_method, options, methods, jit)
+jit = module_transform(
+    jit_scope, "Jit", _jit_method, self_counted("static_argnums", "donate_argnums")
+)

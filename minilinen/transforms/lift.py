@@ -12,7 +12,7 @@ collections are grouped again and written back into ``S``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -22,81 +22,143 @@ from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import CollectionFilter, Frame, Scope
 from minilinen.transforms.filters import group_collections, intersect, is_empty, union
 
-__all__ = ["Pack", "add_axis", "remove_axis", "split_key"]
+__all__ = ["Pack", "add_axis", "remove_axis", "split_key", "as_tuple", "mapped_size"]
 
 
 class Pack:
-    """One lifted call on one scope: what goes into the transform, and back out."""
+    """One lifted call on one scope (or a tuple of scopes): what goes into the
+    transform, and back out.
 
-    __slots__ = (
-        "scope",
-        "out_filters",
-        "mutable",
-        "rng_path",
-        "variable_groups",
-        "rng_groups",
-    )
+    With one ``Scope`` each group is a ``{collection: tree}`` dict; with a tuple of
+    scopes (a module that reaches modules bound elsewhere) each group is a tuple of
+    such dicts, one per scope, and ``inner_scope`` returns a tuple of scopes.
+    """
+
+    __slots__ = ("scope", "scopes", "single", "out_filters", "mutable", "rng_paths")
+    __slots__ += ("variable_groups", "rng_groups")
 
     def __init__(
         self,
-        scope: Scope,
+        scope: Scope | tuple[Scope, ...],
         in_filters: tuple[CollectionFilter, ...],
         out_filters: tuple[CollectionFilter, ...],
         rng_filters: tuple[CollectionFilter, ...],
-        rngs: dict | None = None,
+        rngs: Any = None,
         rng_path: tuple[str, ...] | None = None,
     ):
-        frame = scope.frame
-        if not frame.valid:
-            scope.raise_invalid()
-        self.scope = scope
+        self.single = isinstance(scope, Scope)
+        self.scopes = (scope,) if self.single else tuple(scope)
+        for s in self.scopes:
+            if not s.frame.valid:
+                s.raise_invalid()
+        self.scope = self.scopes[0]
         self.out_filters = out_filters
         writable: Any = ()
         for filter_ in out_filters:
             writable = union(writable, filter_)
-        self.mutable = intersect(frame.mutable, writable)
-        self.rng_path = scope.rng_path if rng_path is None else rng_path
-        self.variable_groups = group_collections(scope.collections(), in_filters)
-        self.rng_groups = group_collections(frame.rngs if rngs is None else rngs, rng_filters)
+        self.mutable = intersect(self.scope.frame.mutable, writable)
+        self.rng_paths = tuple(s.rng_path if rng_path is None else rng_path for s in self.scopes)
+        # rngs: None (each scope's streams), one dict, or one dict per scope.
+        per_rngs = [s.frame.rngs for s in self.scopes] if rngs is None else rngs
+        if isinstance(per_rngs, Mapping):
+            per_rngs = [per_rngs] * len(self.scopes)
+        self.variable_groups = self._join(
+            [group_collections(s.collections(), in_filters) for s in self.scopes]
+        )
+        self.rng_groups = self._join([group_collections(r, rng_filters) for r in per_rngs])
+
+    def _join(self, per_scope: list) -> tuple:
+        """Per-scope group tuples -> per-filter groups (a dict, or a tuple over scopes)."""
+        return per_scope[0] if self.single else tuple(zip(*per_scope))
+
+    def _split(self, groups: tuple) -> list:
+        if self.single:
+            return [groups]
+        return [tuple(g[i] for g in groups) for i in range(len(self.scopes))]
 
     def inner_scope(
         self, variable_groups: tuple, rng_groups: tuple, mutable: CollectionFilter = True
-    ) -> Scope:
-        """A fresh root scope over the given groups, continuing the outer path."""
-        outer = self.scope
-        variables: dict = {}
-        for group in variable_groups:
-            variables.update(group_collections(group, (True,))[0])
-        rngs: dict = {}
-        for group in rng_groups:
-            rngs.update(group)
-        frame = Frame(variables, rngs, intersect(self.mutable, mutable), outer.frame.flags)
-        frame.capture = outer.frame.capture
-        inner = Scope(frame, None, outer.name, path=outer.path, rng_path=self.rng_path)
-        # Shared with the outer scope: every trace of the body continues Flax's counters.
-        inner.rng_counters = outer.rng_counters
-        return inner
+    ) -> Any:
+        """Fresh root scopes over the given groups, continuing the outer paths."""
+        inner = []
+        per_rngs = self._split(rng_groups)
+        for outer, groups, rng_group, rng_path in zip(
+            self.scopes, self._split(variable_groups), per_rngs, self.rng_paths
+        ):
+            variables: dict = {}
+            for group in groups:
+                variables.update(group_collections(group, (True,))[0])
+            rngs: dict = {}
+            for group in rng_group:
+                rngs.update(group)
+            frame = Frame(variables, rngs, intersect(self.mutable, mutable), outer.frame.flags)
+            frame.capture = outer.frame.capture
+            scope = Scope(frame, None, outer.name, path=outer.path, rng_path=rng_path)
+            # Shared with the outer scope: every trace of the body continues Flax's counters.
+            scope.rng_counters = outer.rng_counters
+            inner.append(scope)
+        return inner[0] if self.single else tuple(inner)
 
     def has_mutable(self, mutable: CollectionFilter = True) -> bool:
         """Whether any collection is writable inside (for ``map_variables(init=True)``)."""
         return not is_empty(intersect(self.mutable, mutable))
 
-    def repack(self, inner: Scope) -> tuple[dict, ...]:
-        """The inner frame's writable collections, grouped by the output filters."""
-        frame = inner.frame
-        frame.valid = False
-        mutated = {col: tree for col, tree in frame.variables.items() if frame.is_mutable(col)}
-        return group_collections(mutated, self.out_filters)
+    def repack(self, inner: Any) -> tuple:
+        """The inner frames' writable collections, grouped by the output filters."""
+        per_scope = []
+        for scope in (inner,) if self.single else inner:
+            frame = scope.frame
+            frame.valid = False
+            mutated = {c: t for c, t in frame.variables.items() if frame.is_mutable(c)}
+            per_scope.append(group_collections(mutated, self.out_filters))
+        return self._join(per_scope)
 
-    def publish(self, out_groups: tuple[dict, ...]) -> None:
-        """Writes the transform's output collections back into the outer scope."""
-        scope = self.scope
-        for group in out_groups:
-            for col, tree in group.items():
-                if not scope.is_mutable_collection(col):
-                    continue  # a transform may hand back collections it only read
-                for name, value in tree.items():
-                    scope.put_variable(col, name, value)
+    def publish(self, out_groups: tuple) -> None:
+        """Writes the transform's output collections back into the outer scopes."""
+        for scope, groups in zip(self.scopes, self._split(out_groups)):
+            for group in groups:
+                for col, tree in group.items():
+                    if not scope.is_mutable_collection(col):
+                        continue  # a transform may hand back collections it only read
+                    for name, value in tree.items():
+                        scope.put_variable(col, name, value)
+
+    def each(self, fn: Callable, group: Any, *rest: Any) -> Any:
+        """``fn`` applied to one group per scope (the group itself for one scope)."""
+        if self.single:
+            return fn(group, *rest)
+        return tuple(fn(*g) for g in zip(group, *rest))
+
+
+def as_tuple(value: Any) -> tuple:
+    """Argnums and names as a tuple: ``None`` is none, one int or string is one."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, (str, int)) else tuple(value)
+
+
+def mapped_size(axes: Any, trees: Any, given: int | None, what: str, option: str) -> int:
+    """The size of the mapped axis (``given``, or the one every mapped leaf agrees on);
+    ``axes`` is a prefix tree of ``trees`` whose None or ``nn.broadcast`` leaves map nothing."""
+    sizes: set[int] = set()
+
+    def find(axis: Any, x: Any) -> None:
+        leaves = [] if not isinstance(axis, int) else jax.tree_util.tree_leaves(x)
+        if leaves:
+            sizes.add(jax.numpy.shape(leaves[0])[axis])
+
+    jax.tree_util.tree_map(
+        find, axes, trees, is_leaf=lambda x: not isinstance(x, (tuple, list, dict))
+    )
+    if given is not None:
+        return given
+    if len(sizes) != 1:
+        why = f"have different lengths {sorted(sizes)}" if sizes else "are none: nothing is mapped"
+        raise errors.TransformError(
+            f"nn.{what} cannot infer how many iterations to run: its mapped inputs {why} "
+            f"along their axes. Give them all the same length, or pass {option}=N."
+        )
+    return sizes.pop()
 
 
 def split_key(key: jax.Array, n: int) -> jax.Array:

@@ -10,7 +10,6 @@ collections are read-only inside.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.scope import CollectionFilter, Scope
 from minilinen.transforms.filters import subtract
 from minilinen.transforms.lift import Pack
-from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["map_variables", "map_variables_scope"]
 
@@ -30,15 +29,21 @@ def _identity(x: Any) -> Any:
 def map_variables_scope(
     fn: Callable,
     mapped_collections: CollectionFilter = True,
-    map_in_fn: Callable = _identity,
-    map_out_fn: Callable = _identity,
+    trans_in_fn: Callable = _identity,
+    trans_out_fn: Callable = _identity,
     init: bool = False,
     mutable: bool = False,
     rngs: CollectionFilter = True,
     variables: CollectionFilter = True,
 ) -> Callable:
-    """Lifts ``fn(scope, *args, **kwargs)`` to see its mapped collections through
-    ``map_in_fn`` (and write them back through ``map_out_fn``)."""
+    """Shows a Module class or method (at the scope level, ``fn(scope, *args)``) its
+    ``mapped_collections`` through ``trans_in_fn``.
+
+    Args:
+      trans_in_fn / trans_out_fn: map ``{collection: tree}`` on the way in / out.
+      init: create the variables first (unmapped), storing them via ``trans_out_fn``.
+      mutable: let the module write the mapped collections (through ``trans_out_fn``).
+    """
     writes_target = mutable or init
     in_filters = (mapped_collections, variables)
     if writes_target:
@@ -56,55 +61,17 @@ def map_variables_scope(
             # then store them as trans_out_fn says.
             first = pack.inner_scope((target, others), pack.rng_groups)
             fn(first, *args, **kwargs)
-            target = map_out_fn(pack.repack(first)[0])
-        target = map_in_fn(unfreeze(target))
+            target = pack.each(trans_out_fn, pack.repack(first)[0])
+        target = pack.each(lambda t: trans_in_fn(unfreeze(t)), target)
         inner = pack.inner_scope((target, others), pack.rng_groups, mutable=inside)
         y = fn(inner, *args, **kwargs)
         out_target, out_others = pack.repack(inner)
         if writes_target:
-            out_target = map_out_fn(out_target)
+            out_target = pack.each(trans_out_fn, out_target)
         pack.publish((out_target, out_others))
         return y
 
     return lifted
 
 
-def _map_variables_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        scope = bound_scope(self, name)
-        body = functools.partial(call_on_inner, self, cls, fn, name)
-        return map_variables_scope(body, **options)(scope, *args, **kwargs)
-
-    return method
-
-
-def map_variables(
-    target: Any,
-    mapped_collections: CollectionFilter = True,
-    trans_in_fn: Callable = _identity,
-    trans_out_fn: Callable = _identity,
-    init: bool = False,
-    mutable: bool = False,
-    rngs: CollectionFilter = True,
-    variables: CollectionFilter = True,
-    methods: Any = None,
-) -> Any:
-    """Shows a Module class or method its ``mapped_collections`` through ``trans_in_fn``.
-
-    Args:
-      trans_in_fn / trans_out_fn: map ``{collection: tree}`` on the way in / out.
-      init: create the variables first (unmapped), storing them via ``trans_out_fn``.
-      mutable: let the module write the mapped collections (through ``trans_out_fn``).
-    """
-    options = dict(
-        mapped_collections=mapped_collections,
-        map_in_fn=trans_in_fn,
-        map_out_fn=trans_out_fn,
-        init=init,
-        mutable=mutable,
-        rngs=rngs,
-        variables=variables,
-    )
-    return lift_target(
-        target, "Map_variables", _map_variables_method, options, methods, map_variables
-    )
+map_variables = module_transform(map_variables_scope, "Map_variables")

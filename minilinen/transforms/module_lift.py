@@ -9,8 +9,10 @@ naming and submodules all work inside as they do outside.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,9 +21,19 @@ import jax
 from minilinen import errors
 from minilinen.core.scope import Scope
 from minilinen.module import Module, _wrap_method
+from minilinen.transforms.lift import as_tuple
 from minilinen.variables import Variable
 
-__all__ = ["lift_target", "bound_scope", "call_on_inner", "is_module_class", "OPTIONS_ONLY"]
+__all__ = [
+    "lift_target",
+    "bound_scope",
+    "call_on_inner",
+    "is_module_class",
+    "OPTIONS_ONLY",
+    "InnerCall",
+    "module_transform",
+    "scope_method",
+]
 
 # make_method(fn, cls, name, options) -> the lifted method (self, *args, **kwargs).
 MakeMethod = Callable[[Callable, Any, str, dict], Callable]
@@ -138,36 +150,191 @@ def bound_scope(module: Module, name: str) -> Scope:
     return scope
 
 
-def _inner_copy(module: Module, cls: type, scope: Scope) -> Module:
-    fields = module.__dict__
-    values = {f: fields[f] for f in cls._field_names}
-    for field_name, value in values.items():
-        for leaf in jax.tree_util.tree_leaves(value, is_leaf=lambda x: isinstance(x, Module)):
-            if isinstance(leaf, Module) and leaf.scope is not None:
+@dataclasses.dataclass(frozen=True)
+class _Slot:
+    """Stands for a module or Variable bound elsewhere: a pytree with no leaves, so
+    every JAX transform passes it through (and ``jax.jit`` keys on its index)."""
+
+    index: int
+
+
+jax.tree_util.register_pytree_node(_Slot, lambda s: ((), s.index), lambda i, _: _Slot(i))
+
+
+def _is_ref(x: Any) -> bool:
+    return isinstance(x, (Module, Variable))
+
+
+class InnerCall:
+    """One call of a lifted method: the scopes it reaches (its module's own, then those
+    of modules and Variables bound elsewhere that its fields or arguments hold, as
+    Flax's multi-scope lifting does) and how to rebuild them on the inner scopes.
+
+    Called as ``(inner_scope_or_scopes, *args, **kwargs)``; ``args``/``kwargs`` then
+    hold ``_Slot``s in place of the bound objects. Compact naming continues across
+    the boundary from a snapshot taken once, so every trace names alike (as Flax).
+    """
+
+    def __init__(self, module: Module, cls: Any, fn: Callable, name: str, args=(), kwargs=None):
+        self.module, self.fn, self.name = module, fn, name
+        self.cls = type(module) if cls is None else cls
+        state = module._state
+        self.in_compact, self.autoname = state.in_compact, dict(state.autoname)
+        self.scopes: list[Scope] = [bound_scope(module, name)]
+        self.refs: list[tuple] = []  # per _Slot: (object, (scope index, names), fields)
+        self._seen: dict[int, _Slot] = {}
+        fields = module.__dict__
+        self.fields = {f: self.hide(fields[f], module) for f in self.cls._field_names}
+        if args or kwargs:
+            args, kwargs = self.hide((tuple(args), dict(kwargs or {})))
+        self.args, self.kwargs = args, kwargs or {}
+
+    @property
+    def scope(self) -> Any:
+        """What the scope-level transform lifts: one scope, or all of them."""
+        return self.scopes[0] if len(self.scopes) == 1 else tuple(self.scopes)
+
+    def hide(self, tree: Any, owner: Module | None = None) -> Any:
+        if not isinstance(tree, (Module, Variable, list, tuple, Mapping)):
+            return tree
+
+        def one(x: Any) -> Any:
+            if not _is_ref(x) or x.scope is None:
+                return x
+            if isinstance(x, Module) and owner is not None and x.parent is owner:
+                # Adopted by ``owner`` from one of its fields: the inner copy adopts anew.
+                return x.clone(parent=None)
+            slot = self._seen.get(id(x))
+            if slot is None:
+                slot = self._seen[id(x)] = _Slot(len(self.refs))
+                place = self._place(x.scope)
+                self.refs.append((x, place, None))
+                if isinstance(x, Module):
+                    hidden = {f: self.hide(x.__dict__[f], x) for f in type(x)._field_names}
+                    self.refs[slot.index] = (x, place, hidden)
+            return slot
+
+        return jax.tree_util.tree_map(one, tree, is_leaf=_is_ref)
+
+    def _place(self, scope: Scope) -> tuple[int, tuple[str, ...]]:
+        """A lifted scope that is ``scope`` or holds it, and the names down to it: a
+        scope under one already lifted is reached inside from there, not lifted twice."""
+        for i, lifted in enumerate(self.scopes):
+            n = len(lifted.path)
+            if lifted.frame is scope.frame and scope.path[:n] == lifted.path:
+                return i, scope.path[n:]
+        self.scopes.append(scope)
+        return len(self.scopes) - 1, ()
+
+    def __call__(self, scope: Any, *args: Any, **kwargs: Any) -> Any:
+        scopes = (scope,) if isinstance(scope, Scope) else scope
+        built: dict[int, Any] = {}
+
+        def show(tree: Any) -> Any:
+            return jax.tree_util.tree_map(
+                lambda x: build(x.index) if isinstance(x, _Slot) else x,
+                tree,
+                is_leaf=lambda x: isinstance(x, _Slot),
+            )
+
+        def build(i: int) -> Any:
+            if i not in built:
+                obj, (index, names), hidden = self.refs[i]
+                where = scopes[index]
+                for child in names:  # not reserved: the inner copy may define it again
+                    below = where.children.get(child)
+                    if below is None:
+                        below = where.children[child] = Scope(where.frame, where, child)
+                    where = below
+                if isinstance(obj, Variable):
+                    built[i] = Variable(where, obj.collection, obj.name, obj.unbox)
+                else:
+                    built[i] = type(obj)(parent=where, name=obj.name, **show(hidden))
+            return built[i]
+
+        fields = self.fields
+        if self.refs:
+            fields, args, kwargs = show((fields, args, kwargs))
+        inner = self.cls(parent=scopes[0], name=self.module.name, **fields)
+        inner_state = inner._state
+        inner_state.in_compact, inner_state.autoname = self.in_compact, dict(self.autoname)
+        out = self.fn(inner, *args, **kwargs)
+        self.module._state.autoname = dict(inner_state.autoname)
+        for leaf in jax.tree_util.tree_leaves(out, is_leaf=_is_ref):
+            if _is_ref(leaf):
                 raise errors.TransformError(
-                    f"Field '{field_name}' of {type(module).__name__} holds a bound module "
-                    f"({leaf._path_text()}); lifted transforms lift only their own module's "
-                    "variables. Pass an unbound module (created outside init/apply) or "
-                    "create the submodule inside the transformed module."
+                    f"The transformed method '{self.name}' returned a {type(leaf).__name__}; "
+                    "a lifted transform can only return arrays and pytrees of arrays."
                 )
-    return cls(parent=scope, name=module.name, **values)
+        return out
 
 
 def call_on_inner(
     module: Module, cls: Any, fn: Callable, name: str, scope: Scope, *args: Any, **kwargs: Any
 ) -> Any:
     """Runs ``fn`` on a copy of ``module`` bound to the transform's inner ``scope``."""
-    inner = _inner_copy(module, type(module) if cls is None else cls, scope)
-    # Naming continues across the transform boundary: a lifted method called from
-    # inside a compact method names its submodules after the ones already made.
-    outer_state, inner_state = module._state, inner._state
-    inner_state.in_compact = outer_state.in_compact
-    inner_state.autoname = outer_state.autoname
-    out = fn(inner, *args, **kwargs)
-    for leaf in jax.tree_util.tree_leaves(out, is_leaf=lambda x: isinstance(x, Module)):
-        if isinstance(leaf, (Module, Variable)):
-            raise errors.TransformError(
-                f"The transformed method '{name}' returned a {type(leaf).__name__}; a lifted "
-                "transform can only return arrays and pytrees of arrays."
-            )
-    return out
+    return InnerCall(module, cls, fn, name)(scope, *args, **kwargs)
+
+
+def scope_method(scope_transform: Callable, no_kwargs: str | None = None) -> MakeMethod:
+    """The usual ``make_method``: each call lifts the scopes the call reaches with
+    ``scope_transform(body, **options)``. ``no_kwargs`` names the transform that, as
+    in Flax, drops keyword arguments (with a warning saying how to pass them)."""
+
+    def make_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if no_kwargs and kwargs:
+                warnings.warn(
+                    f"nn.{no_kwargs} does not pass keyword arguments; {sorted(kwargs)} are "
+                    "ignored (as in Flax). Pass them positionally, not mapped over.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                kwargs = {}
+            call = InnerCall(self, cls, fn, name, args, kwargs)
+            return scope_transform(call, **options)(call.scope, *call.args, **call.kwargs)
+
+        return method
+
+    return make_method
+
+
+def self_counted(*names: str) -> Callable[[dict], dict]:
+    """Options converted from argnums counted with ``self`` as 0 (as in Flax) to
+    argnums of the scope-level transform, which counts from the first argument."""
+
+    def convert(options: dict) -> dict:
+        for name in names:
+            options[name] = tuple(i - 1 for i in as_tuple(options[name]) if i > 0)
+        return options
+
+    return convert
+
+
+def module_transform(
+    scope_transform: Callable,
+    prefix: str,
+    make_method: MakeMethod | None = None,
+    convert: Callable[[dict], dict] | None = None,
+    no_kwargs: str | None = None,
+) -> Callable:
+    """The public, Module-level transform over ``scope_transform(fn, **options)``: it
+    takes ``scope_transform``'s options (same names, order and defaults) plus
+    ``methods=``; ``convert`` adapts them (e.g. argnums counted with ``self``)."""
+    signature = inspect.signature(scope_transform)
+    make_method = make_method or scope_method(scope_transform, no_kwargs)
+
+    def transform(target: Any, *args: Any, methods: Any = None, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(None, *args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"nn.{prefix.lower()}: {e}") from None
+        bound.apply_defaults()
+        options = bound.arguments
+        options.pop(next(iter(signature.parameters)))
+        options = convert(options) if convert is not None else options
+        return lift_target(target, prefix, make_method, options, methods, transform)
+
+    transform.__name__ = transform.__qualname__ = prefix.lower()
+    transform.__doc__ = scope_transform.__doc__
+    return transform

@@ -17,15 +17,11 @@ import jax
 from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack
-from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+from minilinen.transforms.lift import Pack, as_tuple
+from minilinen.transforms.module_lift import module_transform, self_counted
 from minilinen.transforms.scan import scan_scope
 
 __all__ = ["remat", "checkpoint", "remat_scan", "remat_scope", "remat_scan_scope"]
-
-
-def _as_tuple(argnums: int | Sequence[int]) -> tuple[int, ...]:
-    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
 
 def remat_scope(
@@ -37,15 +33,21 @@ def remat_scope(
     static_argnums: int | Sequence[int] = (),
     policy: Callable | None = None,
 ) -> Callable:
-    """Lifts ``fn(scope, *args, **kwargs)`` into ``jax.checkpoint``; ``static_argnums``
-    index ``args``."""
+    """A lifted ``jax.checkpoint``: recompute the module's activations in the backward pass
+    (at the scope level, ``fn(scope, *args, **kwargs)``).
+
+    Args:
+      static_argnums: positions of Python-valued arguments, counting ``self`` as 0
+        (at the scope level, counting from the first argument after the scope).
+      policy: a ``jax.checkpoint_policies`` entry saying which values to keep.
+    """
     if concrete:
         raise errors.TransformError(
             "nn.remat(concrete=True) is not supported (JAX removed it); mark the "
             "Python-valued arguments with static_argnums instead."
         )
     # The checkpointed function takes (variable groups, rng groups, *args).
-    static = tuple(i + 2 for i in _as_tuple(static_argnums))
+    static = tuple(i + 2 for i in as_tuple(static_argnums))
 
     def lifted(scope: Scope, *args: Any, **kwargs: Any) -> Any:
         pack = Pack(scope, (variables,), (variables,), (rngs,))
@@ -74,7 +76,9 @@ def remat_scan_scope(
     variable_axes: Mapping[CollectionFilter, int] = FrozenDict({True: 0}),
     split_rngs: Mapping[CollectionFilter, bool] = FrozenDict({True: True}),
 ) -> Callable:
-    """Lifts ``body_fn(scope, carry) -> carry`` into ``prod(lengths)`` nested iterations."""
+    """Repeats a module ``(self, x) -> x`` (at the scope level, ``body_fn(scope, carry)``)
+    ``prod(lengths)`` times with nested, rematerialized scans; parameters are stacked
+    with one axis per level."""
     lengths = tuple(lengths)
     if not lengths:
         raise errors.TransformError("nn.remat_scan needs lengths=(n, ...) with at least one n.")
@@ -100,73 +104,6 @@ def remat_scan_scope(
     return lambda scope, carry: loop(scope, carry)[0]
 
 
-def _remat_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        scope = bound_scope(self, name)
-        body = functools.partial(call_on_inner, self, cls, fn, name)
-        return remat_scope(body, **options)(scope, *args, **kwargs)
-
-    return method
-
-
-def checkpoint(
-    target: Any,
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
-    concrete: bool = False,
-    prevent_cse: bool = True,
-    static_argnums: int | Sequence[int] = (),
-    policy: Callable | None = None,
-    methods: Any = None,
-) -> Any:
-    """A lifted ``jax.checkpoint``: recompute the module's activations in the backward pass.
-
-    Args:
-      static_argnums: positions of Python-valued arguments, counting ``self`` as 0.
-      policy: a ``jax.checkpoint_policies`` entry saying which values to keep.
-    """
-    # Counted with self as 0, as in Flax; the scope-level version counts from the args.
-    static = tuple(i - 1 for i in _as_tuple(static_argnums))
-    options = dict(
-        variables=variables,
-        rngs=rngs,
-        concrete=concrete,
-        prevent_cse=prevent_cse,
-        static_argnums=static,
-        policy=policy,
-    )
-    return lift_target(target, "Checkpoint", _remat_method, options, methods, checkpoint)
-
-
+checkpoint = module_transform(remat_scope, "Checkpoint", convert=self_counted("static_argnums"))
 remat = checkpoint
-
-
-def _remat_scan_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
-    def method(self: Any, carry: Any) -> Any:
-        scope = bound_scope(self, name)
-        body = functools.partial(call_on_inner, self, cls, fn, name)
-        return remat_scan_scope(body, **options)(scope, carry)
-
-    return method
-
-
-def remat_scan(
-    target: Any,
-    lengths: Sequence[int] = (),
-    policy: Callable | None = None,
-    variable_broadcast: CollectionFilter = False,
-    variable_carry: CollectionFilter = False,
-    variable_axes: Mapping[CollectionFilter, int] = FrozenDict({True: 0}),
-    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict({True: True}),
-) -> Any:
-    """Repeats a module ``(self, x) -> x`` ``prod(lengths)`` times with nested,
-    rematerialized scans; parameters are stacked with one axis per level."""
-    options = dict(
-        lengths=lengths,
-        policy=policy,
-        variable_broadcast=variable_broadcast,
-        variable_carry=variable_carry,
-        variable_axes=variable_axes,
-        split_rngs=split_rngs,
-    )
-    return lift_target(target, "Remat_scan", _remat_scan_method, options)
+remat_scan = module_transform(remat_scan_scope, "Remat_scan")

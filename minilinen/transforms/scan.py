@@ -11,8 +11,6 @@ same way and parameters stay bit-identical.
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,8 +22,8 @@ from jax.interpreters import partial_eval
 from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, remove_axis, split_key
-from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_key
+from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["scan", "scan_scope", "broadcast"]
 
@@ -57,30 +55,6 @@ def _move(tree: Any, source: int, dest: int) -> Any:
     if source == dest:
         return tree
     return jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, source, dest), tree)
-
-
-def _scan_length(in_axes: Any, args: tuple, length: int | None) -> int:
-    lengths: set[int] = set()
-
-    def find(axis: Any, x: Any) -> None:
-        leaves = [] if _is_broadcast(axis) else jax.tree_util.tree_leaves(x)
-        if leaves:
-            lengths.add(jnp.shape(leaves[0])[axis])
-
-    _per_axis(find, in_axes, args)
-    if length is not None:
-        return length
-    if len(lengths) > 1:
-        raise errors.TransformError(
-            f"nn.scan: the scanned inputs have different lengths {sorted(lengths)} along "
-            "their in_axes; give every scanned input the same length."
-        )
-    if not lengths:
-        raise errors.TransformError(
-            "nn.scan cannot infer the number of iterations: no input is scanned over. "
-            "Pass length=N."
-        )
-    return lengths.pop()
 
 
 def _slice_avals(tree: Any) -> Any:
@@ -141,9 +115,18 @@ def scan_scope(
     data_transform: Callable | None = None,
     metadata_params: Mapping[Any, Any] = FrozenDict(),
     check_constancy_invariants: bool = True,
-    split_transpose: bool = False,
+    _split_transpose: bool = False,
 ) -> Callable:
-    """Lifts ``fn(scope, carry, *xs) -> (carry, ys)`` into a scan over its scope."""
+    """A lifted ``jax.lax.scan``: ``(module, carry, *xs) -> (carry, ys)`` over iterations
+    (at the scope level, ``fn(scope, carry, *xs)``).
+
+    Args:
+      variable_axes: collections scanned over (one slice per iteration), with their axis.
+      variable_broadcast: collections shared by every iteration (e.g. tied weights).
+      variable_carry: collections carried from one iteration to the next.
+      split_rngs: streams that get a different key each iteration (True) or not.
+      in_axes / out_axes: the scanned axis of each input / output, or ``nn.broadcast``.
+    """
     axis_filters = tuple(variable_axes.keys())
     var_axes = tuple(variable_axes.values())
     for axis in var_axes:
@@ -157,22 +140,19 @@ def scan_scope(
     rng_split = tuple(bool(split) for split in split_rngs.values())
     params = dict(metadata_params)
     scan_kwargs: dict = {"reverse": reverse, "unroll": unroll}
-    if split_transpose:
+    if _split_transpose:
         scan_kwargs["_split_transpose"] = True
 
     def lifted(scope: Scope, init: Any, *args: Any) -> tuple[Any, Any]:
         pack = Pack(scope, filters, filters, rng_filters)
         bvars, cvars, *svars = pack.variable_groups
-        n = _scan_length(in_axes, args, length)
+        n = mapped_size(in_axes, args, length, "scan", "length")
         svars = tuple(
             _move(remove_axis(group, axis, params), axis, 0) for group, axis in zip(svars, var_axes)
         )
         split_keys = tuple(
-            {stream: split_key(key, n) for stream, key in group.items()} if split else {}
+            jax.tree_util.tree_map(lambda k: split_key(k, n), group) if split else ()
             for group, split in zip(pack.rng_groups, rng_split)
-        )
-        shared_keys = tuple(
-            {} if split else group for group, split in zip(pack.rng_groups, rng_split)
         )
         xs_args = _per_axis(
             lambda axis, x: () if _is_broadcast(axis) else _move(x, axis, 0), in_axes, args
@@ -182,7 +162,9 @@ def scan_scope(
             c_in, c = carry
             s_in, keys_i, x_i = xs
             groups = (b_in, c_in, *s_in)
-            rng_groups = tuple({**a, **b} for a, b in zip(shared_keys, keys_i))
+            rng_groups = tuple(
+                k if split else g for g, k, split in zip(pack.rng_groups, keys_i, rng_split)
+            )
             if data_transform is not None:
                 groups, rng_groups = data_transform(groups, rng_groups)
             inner = pack.inner_scope(groups, rng_groups)
@@ -191,8 +173,7 @@ def scan_scope(
             )
             c, y = fn(inner, c, *args_i)
             b_out, c_out, *s_out = pack.repack(inner)
-            for col, tree in b_in.items():  # read-only broadcast collections pass through
-                b_out.setdefault(col, tree)
+            b_out = pack.each(lambda out, b: {**b, **out}, b_out, b_in)  # read-only ones pass
             return b_out, (c_out, c), (y, tuple(s_out))
 
         xs = (svars, split_keys, xs_args)
@@ -236,61 +217,4 @@ def scan_scope(
     return lifted
 
 
-def _scan_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
-    def method(self: Any, carry: Any, *args: Any, **kwargs: Any) -> Any:
-        scope = bound_scope(self, name)
-        if kwargs:
-            warnings.warn(
-                f"nn.scan does not pass keyword arguments; {sorted(kwargs)} are ignored "
-                "(as in Flax). Pass them positionally with in_axes=nn.broadcast.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        body = functools.partial(call_on_inner, self, cls, fn, name)
-        return scan_scope(body, **options)(scope, carry, *args)
-
-    return method
-
-
-def scan(
-    target: Any,
-    variable_axes: Mapping[CollectionFilter, int] = FrozenDict(),
-    variable_broadcast: CollectionFilter = False,
-    variable_carry: CollectionFilter = False,
-    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict(),
-    in_axes: Any = 0,
-    out_axes: Any = 0,
-    length: int | None = None,
-    reverse: bool = False,
-    unroll: int = 1,
-    data_transform: Callable | None = None,
-    metadata_params: Mapping[Any, Any] = FrozenDict(),
-    methods: Any = None,
-    _split_transpose: bool = False,
-    check_constancy_invariants: bool = True,
-) -> Any:
-    """A lifted ``jax.lax.scan``: ``(module, carry, *xs) -> (carry, ys)`` over iterations.
-
-    Args:
-      variable_axes: collections scanned over (one slice per iteration), with their axis.
-      variable_broadcast: collections shared by every iteration (e.g. tied weights).
-      variable_carry: collections carried from one iteration to the next.
-      split_rngs: streams that get a different key each iteration (True) or not.
-      in_axes / out_axes: the scanned axis of each input / output, or ``nn.broadcast``.
-    """
-    options = dict(
-        variable_axes=variable_axes,
-        variable_broadcast=variable_broadcast,
-        variable_carry=variable_carry,
-        split_rngs=split_rngs,
-        in_axes=in_axes,
-        out_axes=out_axes,
-        length=length,
-        reverse=reverse,
-        unroll=unroll,
-        data_transform=data_transform,
-        metadata_params=metadata_params,
-        check_constancy_invariants=check_constancy_invariants,
-        split_transpose=_split_transpose,
-    )
-    return lift_target(target, "Scan", _scan_method, options, methods, scan)
+scan = module_transform(scan_scope, "Scan", no_kwargs="scan")

@@ -7,45 +7,17 @@ element (stacked on that axis); with ``None`` they are shared. Streams in
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
-from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, remove_axis, split_key
-from minilinen.transforms.module_lift import bound_scope, call_on_inner, lift_target
+from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_key
+from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["vmap", "vmap_scope"]
-
-
-def _axis_size(
-    var_axes: tuple, groups: tuple, in_axes: Any, args: tuple, axis_size: int | None
-) -> int:
-    sizes: set[int] = set()
-
-    def find(axis: Any, x: Any) -> None:
-        leaves = [] if axis is None else jax.tree_util.tree_leaves(x)
-        if leaves:
-            sizes.add(leaves[0].shape[axis])
-
-    jax.tree_util.tree_map(find, (var_axes, in_axes), (groups, args), is_leaf=lambda x: x is None)
-    if axis_size is not None:
-        return axis_size
-    if len(sizes) > 1:
-        raise errors.TransformError(
-            f"nn.vmap: the mapped inputs and variables have different sizes {sorted(sizes)} "
-            "along their axes; give them all the same batch size."
-        )
-    if not sizes:
-        raise errors.TransformError(
-            "nn.vmap cannot infer the batch size: nothing is mapped over. Pass axis_size=N."
-        )
-    return sizes.pop()
 
 
 def vmap_scope(
@@ -59,7 +31,14 @@ def vmap_scope(
     spmd_axis_name: Any = None,
     metadata_params: Mapping[Any, Any] = FrozenDict(),
 ) -> Callable:
-    """Lifts ``fn(scope, *args)`` into a ``jax.vmap`` over its scope."""
+    """A lifted ``jax.vmap`` over a Module class or method (at the scope level,
+    ``fn(scope, *args)``).
+
+    Args:
+      variable_axes: collections mapped over (an axis) or shared (None).
+      split_rngs: streams that get a different key per batch element (True) or not.
+      axis_name: names the mapped axis for collectives such as ``jax.lax.pmean``.
+    """
     filters = tuple(variable_axes.keys())
     var_axes = tuple(variable_axes.values())
     rng_filters = tuple(split_rngs.keys())
@@ -75,9 +54,9 @@ def vmap_scope(
             group if axis is None else remove_axis(group, axis, params)
             for group, axis in zip(pack.variable_groups, var_axes)
         )
-        n = _axis_size(var_axes, groups, in_axes, args, axis_size)
+        n = mapped_size((var_axes, in_axes), (groups, args), axis_size, "vmap", "axis_size")
         rng_groups = tuple(
-            {stream: split_key(key, n) for stream, key in group.items()} if split else group
+            jax.tree_util.tree_map(lambda k: split_key(k, n), group) if split else group
             for group, split in zip(pack.rng_groups, rng_split)
         )
 
@@ -105,49 +84,4 @@ def vmap_scope(
     return lifted
 
 
-def _vmap_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        scope = bound_scope(self, name)
-        if kwargs:
-            warnings.warn(
-                f"nn.vmap does not pass keyword arguments; {sorted(kwargs)} are ignored "
-                "(as in Flax). Pass them positionally with an in_axes of None.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        body = functools.partial(call_on_inner, self, cls, fn, name)
-        return vmap_scope(body, **options)(scope, *args)
-
-    return method
-
-
-def vmap(
-    target: Any,
-    variable_axes: Mapping[CollectionFilter, int | None] = FrozenDict(),
-    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict(),
-    in_axes: Any = 0,
-    out_axes: Any = 0,
-    axis_size: int | None = None,
-    axis_name: str | None = None,
-    spmd_axis_name: Any = None,
-    metadata_params: Mapping[Any, Any] = FrozenDict(),
-    methods: Any = None,
-) -> Any:
-    """A lifted ``jax.vmap`` over a Module class or method.
-
-    Args:
-      variable_axes: collections mapped over (an axis) or shared (None).
-      split_rngs: streams that get a different key per batch element (True) or not.
-      axis_name: names the mapped axis for collectives such as ``jax.lax.pmean``.
-    """
-    options = dict(
-        variable_axes=variable_axes,
-        split_rngs=split_rngs,
-        in_axes=in_axes,
-        out_axes=out_axes,
-        axis_size=axis_size,
-        axis_name=axis_name,
-        spmd_axis_name=spmd_axis_name,
-        metadata_params=metadata_params,
-    )
-    return lift_target(target, "Vmap", _vmap_method, options, methods, vmap)
+vmap = module_transform(vmap_scope, "Vmap", no_kwargs="vmap")

@@ -23,6 +23,10 @@ from minilinen.transforms import (
     scan,
     vmap,
 )
+from minilinen.transforms.autodiff import *  # noqa: F403
+from minilinen.transforms.autodiff import __all__ as _autodiff_names
+from minilinen.transforms.control_flow import *  # noqa: F403
+from minilinen.transforms.control_flow import __all__ as _control_flow_names
 from minilinen.variables import Variable
 
 __all__ = [
@@ -46,4 +50,6 @@ __all__ = [
     "broadcast",
     *_layer_names,
     *_partitioning_names,
+    *_autodiff_names,
+    *_control_flow_names,
 ]

@@ -145,3 +145,7 @@ class LayerInputError(MinilinenError, ValueError):
 
 class MergeParamError(MinilinenError, ValueError):
     """An argument given both to a layer's constructor and its call, or to neither."""
+
+
+class TransformNotSupportedError(MinilinenError, NotImplementedError):
+    """A lifted-transform option that Flax and JAX no longer support (e.g. reduce_axes)."""

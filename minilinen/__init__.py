@@ -23,10 +23,9 @@ from minilinen.transforms import (
     scan,
     vmap,
 )
-from minilinen.transforms.autodiff import *  # noqa: F403
-from minilinen.transforms.autodiff import __all__ as _autodiff_names
-from minilinen.transforms.control_flow import *  # noqa: F403
-from minilinen.transforms.control_flow import __all__ as _control_flow_names
+from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
+from minilinen.transforms.control_flow import cond, switch, while_loop
+from minilinen.transforms.scopes import compact_name_scope, share_scope
 from minilinen.variables import Variable
 
 __all__ = [
@@ -50,6 +49,6 @@ __all__ = [
     "broadcast",
     *_layer_names,
     *_partitioning_names,
-    *_autodiff_names,
-    *_control_flow_names,
 ]
+__all__ += ["cond", "switch", "while_loop", "vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]
+__all__ += ["share_scope", "compact_name_scope"]

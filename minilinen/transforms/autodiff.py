@@ -17,15 +17,15 @@ import jax.numpy as jnp
 from minilinen import errors
 from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.scope import CollectionFilter
+from minilinen.module import Module
 from minilinen.transforms.direct import lift_fns, run_inner
-from minilinen.transforms.lift import Pack
 
 __all__ = ["vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]
 
 
 def vjp(
     fn: Callable,
-    mdl: Any,
+    mdl: Module,
     *primals: Any,
     has_aux: bool = False,
     reduce_axes: Sequence = (),
@@ -37,11 +37,8 @@ def vjp(
     """A lifted ``jax.vjp``: ``(y, bwd)`` (``(y, bwd, aux)`` with ``has_aux``), where
     ``bwd(y_t)`` gives ``(vjp_variables cotangents, *primal cotangents)``."""
     if reduce_axes:
-        raise errors.TransformNotSupportedError(
-            "reduce_axes is not supported (JAX removed it); sum over the axes in fn instead."
-        )
-    scope, (body,) = lift_fns((fn,), mdl, "vjp")
-    pack = Pack(scope, (vjp_variables, variables), (variables,), (rngs,))
+        raise errors.TransformNotSupportedError("reduce_axes is gone from JAX; sum inside fn.")
+    pack, (body,) = lift_fns((fn,), mdl, "vjp", (vjp_variables, variables), (variables,), (rngs,))
     diff, other = pack.variable_groups
 
     def pure(diff: dict, *args: Any) -> tuple:
@@ -55,13 +52,7 @@ def vjp(
 
 
 def value_and_grad(
-    fn: Callable,
-    mdl: Any,
-    *primals: Any,
-    has_aux: bool = False,
-    reduce_axes: Sequence = (),
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
+    fn: Callable, mdl: Module, *primals, has_aux=False, reduce_axes=(), variables=True, rngs=True
 ) -> tuple:
     """``(value, grads)`` (``((value, aux), grads)`` with ``has_aux``) of a scalar ``fn``;
     ``grads`` holds one gradient per primal, none for the module's variables."""
@@ -70,59 +61,37 @@ def value_and_grad(
     grads = bwd(jnp.ones_like(y))[1:]
     if jnp.shape(y) != ():
         raise errors.TransformError(
-            f"nn.grad and nn.value_and_grad need a scalar-valued function; it returned "
-            f"shape {jnp.shape(y)}. Reduce it (e.g. .sum()) or use nn.vjp."
+            f"nn.grad needs a scalar-valued fn, got shape {jnp.shape(y)}; reduce it or use nn.vjp."
         )
     return ((y, aux[0]), grads) if has_aux else (y, grads)
 
 
 def grad(
-    fn: Callable,
-    mdl: Any,
-    *primals: Any,
-    has_aux: bool = False,
-    reduce_axes: Sequence = (),
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
+    fn: Callable, mdl: Module, *primals, has_aux=False, reduce_axes=(), variables=True, rngs=True
 ) -> Any:
     """The gradients of a scalar ``fn`` for each primal (``(grads, aux)`` with ``has_aux``)."""
-    out, grads = value_and_grad(
-        fn, mdl, *primals, has_aux=has_aux, reduce_axes=reduce_axes, variables=variables, rngs=rngs
-    )
+    options = dict(has_aux=has_aux, reduce_axes=reduce_axes, variables=variables, rngs=rngs)
+    out, grads = value_and_grad(fn, mdl, *primals, **options)
     return (grads, out[1]) if has_aux else grads
 
 
 def jvp(
-    fn: Callable,
-    mdl: Any,
-    primals: Sequence,
-    tangents: Sequence,
-    variable_tangents: Any,
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
+    fn: Callable, mdl: Module, primals, tangents, variable_tangents, variables=True, rngs=True
 ) -> tuple[Any, Any]:
     """A lifted ``jax.jvp``: ``(y, y_t)``; ``variable_tangents`` maps collections to
     tangents of the module's variables (a missing collection has zero tangent)."""
     # JAX compares tree structures, so empty collections and FrozenDicts must go.
     var_t = {col: t for col, t in unfreeze(variable_tangents).items() if t}
-    scope, (body,) = lift_fns((fn,), mdl, "jvp")
-    pack = Pack(scope, (tuple(var_t), variables), (variables,), (rngs,))
+    pack, (body,) = lift_fns((fn,), mdl, "jvp", (tuple(var_t), variables), (variables,), (rngs,))
     diff, other = pack.variable_groups
-
-    def pure(diff: dict, args: tuple) -> tuple:
-        return run_inner(pack, body, (diff, other), pack.rng_groups, *args)
-
+    pure = lambda diff, args: run_inner(pack, body, (diff, other), pack.rng_groups, *args)
     (y, out), (y_t, _) = jax.jvp(pure, (diff, tuple(primals)), (var_t, tuple(tangents)))
     pack.publish(out)
     return y, y_t
 
 
 def custom_vjp(
-    fn: Callable,
-    forward_fn: Callable,
-    backward_fn: Callable,
-    grad_vars: CollectionFilter = "params",
-    nondiff_argnums: Sequence[int] = (),
+    fn: Callable, forward_fn, backward_fn, grad_vars="params", nondiff_argnums=()
 ) -> Callable:
     """``fn(mdl, *args)`` with the gradient ``backward_fn`` defines.
 
@@ -133,9 +102,9 @@ def custom_vjp(
       nondiff_argnums: positions of arguments without a cotangent, counting ``mdl`` as 0.
     """
 
-    def lifted(mdl: Any, *args: Any) -> Any:
-        scope, (body, fwd_body) = lift_fns((fn, forward_fn), mdl, "custom_vjp")
-        pack = Pack(scope, (grad_vars, True), (grad_vars, True), (True,))
+    def lifted(mdl: Module, *args: Any) -> Any:
+        filters = (grad_vars, True), (grad_vars, True), (True,)
+        pack, (body, fwd_body) = lift_fns((fn, forward_fn), mdl, "custom_vjp", *filters)
         other = pack.variable_groups[1]
 
         def pure(diff: dict, *args: Any) -> tuple:

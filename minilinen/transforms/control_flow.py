@@ -15,8 +15,8 @@ import jax
 
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter
+from minilinen.module import Module
 from minilinen.transforms.direct import lift_fns, run_inner
-from minilinen.transforms.lift import Pack
 
 __all__ = ["cond", "switch", "while_loop"]
 
@@ -24,8 +24,7 @@ __all__ = ["cond", "switch", "while_loop"]
 def _branching(
     select: Callable, fns: Sequence[Callable], mdl: Any, operands: tuple, variables, rngs, where
 ) -> Any:
-    scope, bodies = lift_fns(fns, mdl, where)
-    pack = Pack(scope, (variables,), (variables,), (rngs,))
+    pack, bodies = lift_fns(fns, mdl, where, (variables,), (variables,), (rngs,))
     lift = functools.partial(run_inner, pack)
     branches = [functools.partial(lift, b, pack.variable_groups, pack.rng_groups) for b in bodies]
     y, out = select(branches, *operands)
@@ -34,13 +33,7 @@ def _branching(
 
 
 def cond(
-    pred: Any,
-    true_fun: Callable,
-    false_fun: Callable,
-    mdl: Any,
-    *operands: Any,
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
+    pred, true_fun: Callable, false_fun: Callable, mdl: Module, *operands, variables=True, rngs=True
 ) -> Any:
     """A lifted ``jax.lax.cond``: ``true_fun(mdl, *operands)`` if ``pred``, else ``false_fun``."""
     select = lambda branches, *ops: jax.lax.cond(pred, *branches, *ops)  # noqa: E731
@@ -48,12 +41,7 @@ def cond(
 
 
 def switch(
-    index: Any,
-    branches: Sequence[Callable],
-    mdl: Any,
-    *operands: Any,
-    variables: CollectionFilter = True,
-    rngs: CollectionFilter = True,
+    index, branches: Sequence[Callable], mdl: Module, *operands, variables=True, rngs=True
 ) -> Any:
     """A lifted ``jax.lax.switch``: ``branches[index](mdl, *operands)``."""
     select = functools.partial(jax.lax.switch, index)
@@ -63,7 +51,7 @@ def switch(
 def while_loop(
     cond_fn: Callable,
     body_fn: Callable,
-    mdl: Any,
+    mdl: Module,
     init: Any,
     carry_variables: CollectionFilter = False,
     broadcast_variables: CollectionFilter = True,
@@ -77,9 +65,9 @@ def while_loop(
       split_rngs: the RNG streams available inside; ``True`` folds in the iteration
         number, so each iteration draws different keys.
     """
-    rng_filters, splits = tuple(split_rngs), tuple(split_rngs.values())
-    scope, (cond_body, body) = lift_fns((cond_fn, body_fn), mdl, "while_loop")
-    pack = Pack(scope, (carry_variables, broadcast_variables), (carry_variables,), rng_filters)
+    splits = tuple(split_rngs.values())
+    filters = (carry_variables, broadcast_variables), (carry_variables,), tuple(split_rngs)
+    pack, (test, body) = lift_fns((cond_fn, body_fn), mdl, "while_loop", *filters)
     carried, broadcast = pack.variable_groups
 
     def loop_rngs(i: Any) -> tuple:
@@ -89,9 +77,8 @@ def while_loop(
     def keep_going(c: tuple) -> Any:
         i, carried, carry = c
         # As in Flax, the test draws keys with -i, so they differ from the body's.
-        return run_inner(
-            pack, cond_body, (carried, broadcast), loop_rngs(-i), carry, mutable=False
-        )[0]
+        y, _ = run_inner(pack, test, (carried, broadcast), loop_rngs(-i), carry, mutable=False)
+        return y
 
     def step(c: tuple) -> tuple:
         i, carried, carry = c

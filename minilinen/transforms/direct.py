@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from minilinen import errors
-from minilinen.core.scope import Scope
 from minilinen.module import Module, _wrap_method
 from minilinen.transforms.lift import Pack
 from minilinen.transforms.module_lift import bound_scope, call_on_inner
@@ -20,13 +19,11 @@ from minilinen.transforms.module_lift import bound_scope, call_on_inner
 __all__ = ["lift_fns", "run_inner"]
 
 
-def lift_fns(fns: Sequence[Callable], mdl: Any, where: str) -> tuple[Scope, list[Callable]]:
-    """``mdl``'s scope, and each ``fn`` as a function ``(inner_scope, *args)``."""
+def lift_fns(fns: Sequence[Callable], mdl: Any, where: str, *filters: tuple) -> tuple[Pack, list]:
+    """A ``Pack`` of ``mdl``'s scope with ``filters`` (in, out, rngs), and each ``fn`` as
+    a function ``(inner_scope, *args)``."""
     if not isinstance(mdl, Module):
-        raise errors.TransformError(
-            f"nn.{where} lifts a bound Module passed after its functions; got "
-            f"{type(mdl).__name__}. Pass the module, e.g. nn.{where}(fn, self, ...)."
-        )
+        raise errors.TransformError(f"nn.{where} lifts a Module, got {type(mdl).__name__}.")
     scope = bound_scope(mdl, where)
     bodies = []
     for fn in fns:
@@ -34,13 +31,11 @@ def lift_fns(fns: Sequence[Callable], mdl: Any, where: str) -> tuple[Scope, list
         if not getattr(fn, "method_handler_wrapped", False):
             fn = _wrap_method(fn, getattr(fn, "__name__", where))
         bodies.append(functools.partial(call_on_inner, mdl, None, fn, where))
-    return scope, bodies
+    return Pack(scope, *filters), bodies
 
 
-def run_inner(
-    pack: Pack, body: Callable, groups: tuple, rng_groups: tuple, *args: Any, mutable: Any = True
-) -> tuple[Any, tuple]:
+def run_inner(pack: Pack, body: Callable, groups: tuple, rngs: tuple, *args, mutable=True) -> tuple:
     """``body`` on an inner scope over ``groups``: its output and written collections."""
-    inner = pack.inner_scope(groups, rng_groups, mutable)
+    inner = pack.inner_scope(groups, rngs, mutable)
     y = body(inner, *args)
     return y, pack.repack(inner)

@@ -698,6 +698,71 @@ def while_loop_state_and_split_rngs(nn):
     )
 
 
+# --- nn.share_scope, nn.compact_name_scope -----------------------------------
+
+
+@case
+def share_scope_lora_on_outside_dense(nn):
+    class DenseLoRA(nn.Module):
+        base: Any
+        rank: int = 2
+
+        def setup(self):
+            nn.share_scope(self, self.base)
+
+        @nn.compact
+        def __call__(self, x):
+            a = self.param("A", nn.initializers.normal(0.1), (x.shape[-1], self.rank))
+            b = self.param("B", nn.initializers.normal(0.1), (self.rank, self.base.features))
+            return self.base(x) + x @ a @ b
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return DenseLoRA(nn.Dense(3))(x)
+
+    return Case(Model(), (data(2, 4),), key(45), grad=True)
+
+
+@case
+def share_scope_with_own_child(nn):
+    class Wrapped(nn.Module):
+        def setup(self):
+            self.child = nn.Dense(3)
+            nn.share_scope(self, self.child)
+
+        @nn.compact
+        def __call__(self, x):
+            scale = self.param("scale", nn.initializers.normal(1.0), (3,))
+            return self.child(x) * scale
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return Wrapped()(x) + Wrapped(name="second")(x)
+
+    return Case(Model(), (data(2, 4),), key(46), grad=True)
+
+
+@case
+def compact_name_scope_methods(nn):
+    class Model(nn.Module):
+        @nn.compact_name_scope
+        def up(self, x):
+            return nn.Dense(3)(x)
+
+        @nn.compact_name_scope
+        def down(self, x):
+            scale = self.param("scale", nn.initializers.normal(1.0), (3,))
+            return nn.Dense(3)(nn.relu(x)) * scale
+
+        @nn.compact
+        def __call__(self, x):
+            return self.down(self.up(x)) + nn.Dense(3)(x) + self.up(x)
+
+    return Case(Model(), (data(2, 3),), key(47), grad=True)
+
+
 # --- running a case (the same code records and checks) ------------------------
 
 

@@ -122,6 +122,28 @@ def test_custom_vjp_gives_the_custom_gradient_and_the_plain_value():
     close(grads, jax.tree_util.tree_map(jnp.sign, true))
 
 
+class Scaled(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        def f(mdl, x, scale):
+            return mdl(x) * scale
+
+        def fwd(mdl, x, scale):
+            y, vjp_fn = nn.vjp(lambda m, x: m(x), mdl, x)
+            return y * scale, vjp_fn
+
+        def bwd(scale, vjp_fn, y_t):  # the nondiff argument comes first, as in jax.custom_vjp
+            return vjp_fn(y_t * scale * 10)
+
+        return nn.custom_vjp(f, fwd, bwd, nondiff_argnums=(2,))(nn.Dense(2), x, 3.0)
+
+
+def test_custom_vjp_passes_nondiff_arguments_to_the_backward_function():
+    params = dense_params(Scaled(), X)
+    grads = jax.grad(lambda p: Scaled().apply({"params": p}, X).sum())(params)["Dense_0"]
+    close(grads, jax.grad(lambda p: jnp.sum(dense(p, X)) * 30.0)(params["Dense_0"]))
+
+
 def test_grad_of_a_non_scalar_function_and_reduce_axes_are_refused():
     class NonScalar(nn.Module):
         @nn.compact

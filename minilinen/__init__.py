@@ -24,6 +24,9 @@ from minilinen.transforms import (
     scan,
     vmap,
 )
+from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
+from minilinen.transforms.control_flow import cond, switch, while_loop
+from minilinen.transforms.scopes import compact_name_scope, share_scope
 from minilinen.variables import Variable
 
 __all__ = [
@@ -51,3 +54,5 @@ __all__ = [
     *_layer_names,
     *_spmd_names,
 ]
+__all__ += ["cond", "switch", "while_loop", "vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]
+__all__ += ["share_scope", "compact_name_scope"]

@@ -172,3 +172,7 @@ class MergeParamError(MinilinenError, ValueError):
 
 class LazyInitError(MinilinenError, ValueError):
     """``lazy_init`` asked for a variable computed from an input given only as a shape."""
+
+
+class TransformNotSupportedError(MinilinenError, NotImplementedError):
+    """A lifted-transform option that Flax and JAX no longer support (e.g. reduce_axes)."""

@@ -5,6 +5,8 @@ or a Module method (as a decorator). The ``*_scope`` variants lift plain
 functions of a scope.
 """
 
+from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
+from minilinen.transforms.control_flow import cond, switch, while_loop
 from minilinen.transforms.jit import jit, jit_scope
 from minilinen.transforms.map_variables import map_variables, map_variables_scope
 from minilinen.transforms.remat import (
@@ -33,3 +35,4 @@ __all__ = [
     "remat_scan_scope",
     "map_variables_scope",
 ]
+__all__ += ["cond", "switch", "while_loop", "vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]

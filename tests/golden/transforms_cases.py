@@ -514,6 +514,255 @@ def jit_decorated_method(nn):
     return Case(Model(), (data(2, 3),), key(28))
 
 
+# --- nn.vjp, nn.jvp, nn.grad, nn.value_and_grad, nn.custom_vjp ----------------
+
+
+@case
+def vjp_params_and_inputs(nn):
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            y, bwd = nn.vjp(lambda mdl, x: mdl(x), nn.Dense(3), x)
+            params_t, x_t = bwd(jnp.cos(y))
+            return y, params_t, x_t
+
+    return Case(Model(), (data(2, 4),), key(30), grad=True)
+
+
+@case
+def vjp_aux_dropout_and_state(nn):
+    b = blocks(nn)
+
+    def fn(mdl, x):
+        y = mdl(x)
+        mdl.sow("intermediates", "y", y)
+        return y, y.sum()
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            y, bwd, aux = nn.vjp(fn, b["NoisyMlp"](), x, has_aux=True)
+            return y, aux, bwd(jnp.ones_like(y))
+
+    return Case(
+        Model(),
+        (data(2, 3),),
+        {"params": key(31), "dropout": key(32)},
+        apply_kwargs={"rngs": {"dropout": key(33)}, "mutable": ["intermediates"]},
+    )
+
+
+@case
+def value_and_grad_with_aux(nn):
+    b = blocks(nn)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x, t):
+            def loss(mdl, x, t):
+                y = mdl(x)
+                return jnp.mean((y - t) ** 2), y
+
+            (value, y), (x_t, t_t) = nn.value_and_grad(loss, b["Mlp"](), x, t, has_aux=True)
+            return y, value, x_t, t_t
+
+    return Case(Model(), (data(2, 3), data(2, 3, phase=1.0)), key(34), grad=True)
+
+
+@case
+def grad_of_inputs_twice(nn):
+    b = blocks(nn)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            mlp = b["Mlp"]()
+            (x_t,) = nn.grad(lambda mdl, x: jnp.sum(jnp.sin(mdl(x))), mlp, x)
+            (again,) = nn.grad(lambda mdl, x: jnp.sum(mdl(x)), mlp, x)
+            return x_t + again
+
+    return Case(Model(), (data(2, 3),), key(35), grad=True)
+
+
+@case
+def jvp_with_variable_tangents(nn):
+    b = blocks(nn)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            mlp = b["Mlp"]()
+            y = mlp(x)  # creates the params, so they can have tangents
+            tangents = jax.tree_util.tree_map(jnp.cos, mlp.variables["params"])
+            y2, y_t = nn.jvp(lambda mdl, x: mdl(x), mlp, (x,), (jnp.sin(x),), {"params": tangents})
+            return y + y2, y_t
+
+    return Case(Model(), (data(2, 3),), key(36), grad=True)
+
+
+@case
+def custom_vjp_sign_gradient(nn):
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            def f(mdl, x):
+                return mdl(x)
+
+            def fwd(mdl, x):
+                return nn.vjp(f, mdl, x)
+
+            def bwd(vjp_fn, y_t):
+                params_t, *inputs_t = vjp_fn(y_t)
+                return (jax.tree_util.tree_map(jnp.sign, params_t), *inputs_t)
+
+            sign_grad = nn.custom_vjp(f, forward_fn=fwd, backward_fn=bwd)
+            return sign_grad(nn.Dense(3), x) * 2.0
+
+    return Case(Model(), (data(2, 4),), key(37), grad=True)
+
+
+# --- nn.cond, nn.switch, nn.while_loop ---------------------------------------
+
+
+@case
+def cond_counts_and_dropout(nn):
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x, pred):
+            self.variable("state", "true_count", lambda: 0)
+            self.variable("state", "false_count", lambda: 0)
+
+            def true_fn(mdl, x):
+                mdl.variable("state", "true_count").value += 1
+                return nn.Dropout(0.5, deterministic=False)(nn.Dense(2, name="dense")(x))
+
+            def false_fn(mdl, x):
+                mdl.variable("state", "false_count").value += 1
+                return -nn.Dense(2, name="dense")(x) + mdl.make_rng("dropout")[0] * 0
+
+            return nn.cond(pred, true_fn, false_fn, self, x)
+
+    return Case(
+        Model(),
+        (data(2, 3), jnp.array(True)),
+        {"params": key(38), "dropout": key(39)},
+        apply_kwargs={"rngs": {"dropout": key(40)}, "mutable": ["state"]},
+        grad=True,
+    )
+
+
+@case
+def switch_heads_of_different_shapes(nn):
+    b = blocks(nn)
+
+    class Model(nn.Module):
+        def setup(self):
+            self.heads = [b["Mlp"](), nn.Dense(3), b["Block"]()]
+
+        @nn.compact
+        def __call__(self, x, index):
+            branches = [lambda mdl, x, i=i: mdl.heads[i](x) for i in range(3)]
+            if self.is_mutable_collection("params"):
+                for branch in branches:
+                    branch(self, x)
+            return nn.switch(index, branches, self, x)
+
+    return Case(Model(), (data(2, 3), jnp.array(1)), key(41), grad=True)
+
+
+@case
+def while_loop_state_and_split_rngs(nn):
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            def cond_fn(mdl, c):
+                return mdl.variables["state"]["acc"] < 3
+
+            def body_fn(mdl, c):
+                acc = mdl.variable("state", "acc", lambda: jnp.array(0))
+                acc.value += 1
+                y = nn.Dense(c.shape[-1])(c)
+                return nn.Dropout(0.3, deterministic=False)(nn.tanh(y))
+
+            if self.is_mutable_collection("params"):
+                return body_fn(self, x)
+            return nn.while_loop(
+                cond_fn, body_fn, self, x, carry_variables="state", split_rngs={"dropout": True}
+            )
+
+    return Case(
+        Model(),
+        (data(2, 3),),
+        {"params": key(42), "dropout": key(43)},
+        apply_kwargs={"rngs": {"dropout": key(44)}, "mutable": ["state"]},
+    )
+
+
+# --- nn.share_scope, nn.compact_name_scope -----------------------------------
+
+
+@case
+def share_scope_lora_on_outside_dense(nn):
+    class DenseLoRA(nn.Module):
+        base: Any
+        rank: int = 2
+
+        def setup(self):
+            nn.share_scope(self, self.base)
+
+        @nn.compact
+        def __call__(self, x):
+            a = self.param("A", nn.initializers.normal(0.1), (x.shape[-1], self.rank))
+            b = self.param("B", nn.initializers.normal(0.1), (self.rank, self.base.features))
+            return self.base(x) + x @ a @ b
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return DenseLoRA(nn.Dense(3))(x)
+
+    return Case(Model(), (data(2, 4),), key(45), grad=True)
+
+
+@case
+def share_scope_with_own_child(nn):
+    class Wrapped(nn.Module):
+        def setup(self):
+            self.child = nn.Dense(3)
+            nn.share_scope(self, self.child)
+
+        @nn.compact
+        def __call__(self, x):
+            scale = self.param("scale", nn.initializers.normal(1.0), (3,))
+            return self.child(x) * scale
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return Wrapped()(x) + Wrapped(name="second")(x)
+
+    return Case(Model(), (data(2, 4),), key(46), grad=True)
+
+
+@case
+def compact_name_scope_methods(nn):
+    class Model(nn.Module):
+        @nn.compact_name_scope
+        def up(self, x):
+            return nn.Dense(3)(x)
+
+        @nn.compact_name_scope
+        def down(self, x):
+            scale = self.param("scale", nn.initializers.normal(1.0), (3,))
+            return nn.Dense(3)(nn.relu(x)) * scale
+
+        @nn.compact
+        def __call__(self, x):
+            return self.down(self.up(x)) + nn.Dense(3)(x) + self.up(x)
+
+    return Case(Model(), (data(2, 3),), key(47), grad=True)
+
+
 # --- running a case (the same code records and checks) ------------------------
 
 

@@ -65,11 +65,10 @@ class FrozenDict(Mapping):
             return FrozenDict._wrap(value)
         return value
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def _immutable(self, *key_and_value: Any) -> None:
         raise FrozenDictImmutableError("FrozenDict is immutable.")
 
-    def __delitem__(self, key: Any) -> None:
-        raise FrozenDictImmutableError("FrozenDict is immutable.")
+    __setitem__ = __delitem__ = _immutable
 
     def __contains__(self, key: object) -> bool:
         return key in self._dict

@@ -56,10 +56,8 @@ def register_serialization_state(
 
 
 def _handler(ty: type) -> tuple[ToFn, FromFn] | None:
-    try:
+    if ty in _RESOLVED:
         return _RESOLVED[ty]
-    except KeyError:
-        pass
     if issubclass(ty, tuple) and hasattr(ty, "_fields"):
         handler = (_namedtuple_to, _namedtuple_from)  # before the registry, as Flax does
     elif ty in _REGISTRY:

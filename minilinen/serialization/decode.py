@@ -265,17 +265,13 @@ def _parse_ndarray(payload: memoryview, at: int, depth: int) -> tuple:
             raise CorruptDataError(f"An array at offset {at} is not (shape, dtype, data).")
         shape, pos = _read_shape(payload)
         if shape is None:  # an encoding Flax never writes: take the general path
-            reader = _Reader(payload, 1, n)
-            shape = reader.read(depth + 1)
-            pos = reader.pos
+            shape, pos = _read_at(payload, 1, depth + 1)
         b = payload[pos]
         if 0xA0 <= b <= 0xBF and pos + 1 + (b & 0x1F) <= n:
             name = str(payload[pos + 1 : pos + 1 + (b & 0x1F)], "utf-8")
             pos += 1 + (b & 0x1F)
         else:
-            reader = _Reader(payload, pos, n)
-            name = reader.read(depth + 1)
-            pos = reader.pos
+            name, pos = _read_at(payload, pos, depth + 1)
         if payload[pos] not in (0xC4, 0xC5, 0xC6):
             raise CorruptDataError(f"The data of the array at offset {at} is not a bin.")
         size = _SIZE[payload[pos]]
@@ -302,6 +298,12 @@ def _parse_ndarray(payload: memoryview, at: int, depth: int) -> tuple:
         _SEEN_HEADERS.clear()
     _SEEN_HEADERS[n] = (bytes(payload[:data]), layout)
     return shape, dtype, nbytes, is_bool, data
+
+
+def _read_at(payload: memoryview, pos: int, depth: int) -> tuple[Any, int]:
+    """The value at ``pos`` of ``payload``, and where it ends."""
+    reader = _Reader(payload, pos, len(payload))
+    return reader.read(depth), reader.pos
 
 
 def _read_shape(payload: memoryview) -> tuple[tuple | None, int]:

@@ -2,53 +2,15 @@
 
 from __future__ import annotations
 
-from jax.nn.initializers import (
-    Initializer,
-    constant,
-    delta_orthogonal,
-    glorot_normal,
-    glorot_uniform,
-    he_normal,
-    he_uniform,
-    kaiming_normal,
-    kaiming_uniform,
-    lecun_normal,
-    lecun_uniform,
-    normal,
-    ones,
-    orthogonal,
-    truncated_normal,
-    uniform,
-    variance_scaling,
-    xavier_normal,
-    xavier_uniform,
-    zeros,
-)
+from jax.nn import initializers as _jax_initializers
+from jax.nn.initializers import *  # noqa: F403  (all of them, as Flax re-exports them)
+from jax.nn.initializers import Initializer, ones, zeros
 
-__all__ = [
-    "Initializer",
-    "constant",
-    "delta_orthogonal",
-    "glorot_normal",
-    "glorot_uniform",
-    "he_normal",
-    "he_uniform",
-    "kaiming_normal",
-    "kaiming_uniform",
-    "lecun_normal",
-    "lecun_uniform",
-    "normal",
-    "ones",
-    "ones_init",
-    "orthogonal",
-    "truncated_normal",
-    "uniform",
-    "variance_scaling",
-    "xavier_normal",
-    "xavier_uniform",
-    "zeros",
-    "zeros_init",
-]
+# JAX's module has no __all__: its public names are the initializers (and Initializer).
+__all__ = sorted(
+    [name for name in vars(_jax_initializers) if not name.startswith("_")]
+    + ["zeros_init", "ones_init"]
+)
 
 
 def zeros_init() -> Initializer:

@@ -24,6 +24,11 @@ def field(pytree_node: bool = True, **kwargs: Any) -> Any:
     return dataclasses.field(metadata=metadata, **kwargs)
 
 
+def _replace(self: T, **updates: Any) -> T:
+    """Returns a copy with the given fields replaced."""
+    return dataclasses.replace(self, **updates)
+
+
 def dataclass(cls: type[T] | None = None, **kwargs: Any) -> Any:
     """Turns ``cls`` into a frozen dataclass registered as a pytree, with ``replace``."""
     if cls is None:
@@ -32,17 +37,10 @@ def dataclass(cls: type[T] | None = None, **kwargs: Any) -> Any:
         return cls
     kwargs.setdefault("frozen", True)
     data_cls = dataclasses.dataclass(cls, **kwargs)
-    data_fields, meta_fields = [], []
-    for f in dataclasses.fields(data_cls):
-        if not f.init:
-            continue
-        (data_fields if f.metadata.get("pytree_node", True) else meta_fields).append(f.name)
-
-    def replace(self, **updates: Any):
-        """Returns a copy with the given fields replaced."""
-        return dataclasses.replace(self, **updates)
-
-    data_cls.replace = replace
+    fields = [f for f in dataclasses.fields(data_cls) if f.init]
+    data_fields = [f.name for f in fields if f.metadata.get("pytree_node", True)]
+    meta_fields = [f.name for f in fields if not f.metadata.get("pytree_node", True)]
+    data_cls.replace = _replace
     jax.tree_util.register_dataclass(data_cls, data_fields=data_fields, meta_fields=meta_fields)
     data_cls._minilinen_dataclass = True
     return data_cls
@@ -55,5 +53,4 @@ class PyTreeNode:
         super().__init_subclass__()
         dataclass(cls, **kwargs)
 
-    def replace(self: T, **updates: Any) -> T:  # replaced per subclass; here for type checkers
-        return dataclasses.replace(self, **updates)
+    replace = _replace  # set again per subclass by dataclass(); here for type checkers

@@ -36,10 +36,8 @@ class FrozenDict(Mapping):
     __slots__ = ("_dict", "_hash", "_flat")
 
     def __init__(self, *args: Any, __unsafe_skip_copy__: bool = False, **kwargs: Any):
-        if __unsafe_skip_copy__:
-            self._dict = dict(*args, **kwargs)
-        else:
-            self._dict = _thaw(dict(*args, **kwargs))
+        plain = dict(*args, **kwargs)
+        self._dict = plain if __unsafe_skip_copy__ else _thaw(plain)
         self._hash = None
 
     @classmethod
@@ -67,11 +65,10 @@ class FrozenDict(Mapping):
             return FrozenDict._wrap(value)
         return value
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def _immutable(self, *key_and_value: Any) -> None:
         raise FrozenDictImmutableError("FrozenDict is immutable.")
 
-    def __delitem__(self, key: Any) -> None:
-        raise FrozenDictImmutableError("FrozenDict is immutable.")
+    __setitem__ = __delitem__ = _immutable
 
     def __contains__(self, key: object) -> bool:
         return key in self._dict
@@ -180,9 +177,7 @@ def copy(x: Mapping, add_or_replace: Mapping | None = None) -> Mapping:
     if isinstance(x, FrozenDict):
         return x.copy(add_or_replace or {})
     if isinstance(x, dict):
-        new = dict(x)
-        new.update(add_or_replace or {})
-        return new
+        return {**x, **(add_or_replace or {})}
     raise TypeError(f"copy() expects a FrozenDict or dict, got {type(x).__name__}.")
 
 

@@ -124,14 +124,17 @@ class _Reader:
             return b - 0x100
         return _DISPATCH[b - 0xC0](self, b, depth)
 
-    def read_map(self, n: int, depth: int) -> Any:
+    def refuse(self, depth: int, what: str) -> None:
+        """Raises why a container cannot be read: nested too deeply, or too long to fit."""
         if depth >= MAX_DEPTH:
             raise CorruptDataError(f"Maps and lists nested deeper than {MAX_DEPTH} levels.")
-        if 2 * n > self.end - self.pos:
-            raise CorruptDataError(
-                f"A map of {n} entries at offset {self.pos} cannot fit in the "
-                f"{self.end - self.pos} bytes left."
-            )
+        raise CorruptDataError(
+            f"A {what} at offset {self.pos} cannot fit in the {self.end - self.pos} bytes left."
+        )
+
+    def read_map(self, n: int, depth: int) -> Any:
+        if depth >= MAX_DEPTH or 2 * n > self.end - self.pos:
+            self.refuse(depth, f"map of {n} entries")
         out = {}
         copy = self.copy
         for _ in range(n):
@@ -147,21 +150,20 @@ class _Reader:
         return out
 
     def read_list(self, n: int, depth: int) -> list:
-        if depth >= MAX_DEPTH:
-            raise CorruptDataError(f"Maps and lists nested deeper than {MAX_DEPTH} levels.")
-        if n > self.end - self.pos:
-            raise CorruptDataError(
-                f"A list of {n} items at offset {self.pos} cannot fit in the "
-                f"{self.end - self.pos} bytes left."
-            )
+        if depth >= MAX_DEPTH or n > self.end - self.pos:
+            self.refuse(depth, f"list of {n} items")
         return [self.read(depth + 1) for _ in range(n)]
 
-    def read_str(self, n: int) -> str:
+    def read_str(self, n: int, depth: int = 0) -> str:
         start = self.take(n)
         try:
             return str(self.buf[start : start + n], "utf-8")
         except UnicodeDecodeError:
             raise CorruptDataError(f"A string at offset {start} is not valid UTF-8.") from None
+
+    def read_bin(self, n: int, depth: int) -> bytes:
+        start = self.take(n)
+        return bytes(self.buf[start : start + n])
 
     def read_ext(self, n: int, depth: int) -> Any:
         code = self.buf[self.take(n + 1)]
@@ -214,32 +216,17 @@ def _number(r: _Reader, b: int, depth: int) -> int | float:
     return r.unpack(_NUMBER[b])
 
 
-def _bin(r: _Reader, b: int, depth: int) -> bytes:
-    n = r.unpack(_SIZE[b])
-    start = r.take(n)
-    return bytes(r.buf[start : start + n])
-
-
-def _str(r: _Reader, b: int, depth: int) -> str:
-    return r.read_str(r.unpack(_SIZE[b]))
-
-
-def _list(r: _Reader, b: int, depth: int) -> list:
-    return r.read_list(r.unpack(_SIZE[b]), depth)
-
-
-def _map(r: _Reader, b: int, depth: int) -> Any:
-    return r.read_map(r.unpack(_SIZE[b]), depth)
-
-
-def _ext(r: _Reader, b: int, depth: int) -> Any:
-    return r.read_ext(r.unpack(_SIZE[b]), depth)
+def _sized(read: Any) -> Any:
+    """The handler of a type byte followed by its length (a big-endian _SIZE[b])."""
+    return lambda r, b, depth: read(r, r.unpack(_SIZE[b]), depth)
 
 
 def _fixext(r: _Reader, b: int, depth: int) -> Any:
     return r.read_ext(_FIXEXT_SIZE[b], depth)
 
 
+_bin, _ext, _str = _sized(_Reader.read_bin), _sized(_Reader.read_ext), _sized(_Reader.read_str)
+_list, _map = _sized(_Reader.read_list), _sized(_Reader.read_map)
 _DISPATCH = (_nil, _never_used, _bool, _bool, _bin, _bin, _bin, _ext, _ext, _ext)
 _DISPATCH += (_number,) * 10 + (_fixext,) * 5 + (_str,) * 3 + (_list,) * 2 + (_map,) * 2
 
@@ -278,26 +265,17 @@ def _parse_ndarray(payload: memoryview, at: int, depth: int) -> tuple:
             raise CorruptDataError(f"An array at offset {at} is not (shape, dtype, data).")
         shape, pos = _read_shape(payload)
         if shape is None:  # an encoding Flax never writes: take the general path
-            reader = _Reader(payload, 1, n)
-            shape = reader.read(depth + 1)
-            pos = reader.pos
+            shape, pos = _read_at(payload, 1, depth + 1)
         b = payload[pos]
         if 0xA0 <= b <= 0xBF and pos + 1 + (b & 0x1F) <= n:
             name = str(payload[pos + 1 : pos + 1 + (b & 0x1F)], "utf-8")
             pos += 1 + (b & 0x1F)
         else:
-            reader = _Reader(payload, pos, n)
-            name = reader.read(depth + 1)
-            pos = reader.pos
-        b = payload[pos]
-        if b == 0xC4:
-            nbytes, data = payload[pos + 1], pos + 2
-        elif b == 0xC5:
-            nbytes, data = _U16.unpack_from(payload, pos + 1)[0], pos + 3
-        elif b == 0xC6:
-            nbytes, data = _U32.unpack_from(payload, pos + 1)[0], pos + 5
-        else:
+            name, pos = _read_at(payload, pos, depth + 1)
+        if payload[pos] not in (0xC4, 0xC5, 0xC6):
             raise CorruptDataError(f"The data of the array at offset {at} is not a bin.")
+        size = _SIZE[payload[pos]]
+        nbytes, data = size.unpack_from(payload, pos + 1)[0], pos + 1 + size.size
     except (IndexError, struct.error, UnicodeDecodeError):
         raise CorruptDataError(f"The array at offset {at} is truncated or malformed.") from None
     if data + nbytes != n:
@@ -320,6 +298,12 @@ def _parse_ndarray(payload: memoryview, at: int, depth: int) -> tuple:
         _SEEN_HEADERS.clear()
     _SEEN_HEADERS[n] = (bytes(payload[:data]), layout)
     return shape, dtype, nbytes, is_bool, data
+
+
+def _read_at(payload: memoryview, pos: int, depth: int) -> tuple[Any, int]:
+    """The value at ``pos`` of ``payload``, and where it ends."""
+    reader = _Reader(payload, pos, len(payload))
+    return reader.read(depth), reader.pos
 
 
 def _read_shape(payload: memoryview) -> tuple[tuple | None, int]:
@@ -355,11 +339,7 @@ _SEEN_HEADERS: dict[int, tuple[bytes, tuple]] = {}
 
 def _layout(shape: Any, name: Any, at: int) -> tuple:
     """Checks a shape and dtype name from the wire; returns their layout."""
-    if (
-        type(shape) not in (list, tuple)
-        or len(shape) > _MAX_NDIM
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
+    if type(shape) not in (list, tuple) or not _is_shape(shape):
         raise CorruptDataError(f"The array at offset {at} has an invalid shape {shape!r:.80}.")
     dtype = dtype_from_name(name) if type(name) is str else None
     if dtype is None:
@@ -377,6 +357,10 @@ def _layout(shape: Any, name: Any, at: int) -> tuple:
     return shape, dtype, math.prod(shape) * dtype.itemsize, dtype == np.bool_
 
 
+def _is_shape(dims: list | tuple) -> bool:
+    return len(dims) <= _MAX_NDIM and all(type(d) is int and d >= 0 for d in dims)
+
+
 def _as_tuple(d: Any, what: str) -> tuple:
     if type(d) is not dict or any(str(i) not in d for i in range(len(d))):
         raise CorruptDataError(f"A chunked array's {what} is not a dict keyed '0', '1', ...")
@@ -388,7 +372,7 @@ def _unchunk(value: dict) -> np.ndarray:
         raise CorruptDataError(f"A chunked array with keys {sorted(map(str, value))}.")
     shape = _as_tuple(value["shape"], "shape")
     chunks = _as_tuple(value["chunks"], "chunks")
-    if len(shape) > _MAX_NDIM or not all(type(d) is int and d >= 0 for d in shape):
+    if not _is_shape(shape):
         raise CorruptDataError(f"A chunked array has an invalid shape {shape!r:.80}.")
     if not chunks or not all(type(c) is np.ndarray and c.ndim == 1 for c in chunks):
         raise CorruptDataError("A chunked array's chunks are not one-dimensional arrays.")

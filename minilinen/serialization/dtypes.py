@@ -15,52 +15,19 @@ import numpy as np
 
 __all__ = ["dtype_from_name", "is_wire_dtype"]
 
-_NUMPY_TYPES = (
-    np.bool_,
-    np.int8,
-    np.int16,
-    np.int32,
-    np.int64,
-    np.uint8,
-    np.uint16,
-    np.uint32,
-    np.uint64,
-    np.float16,
-    np.float32,
-    np.float64,
-    np.longdouble,
-    np.complex64,
-    np.complex128,
-    np.clongdouble,
-)
-_ML_DTYPE_NAMES = (
-    "bfloat16",
-    "float8_e3m4",
-    "float8_e4m3",
-    "float8_e4m3b11fnuz",
-    "float8_e4m3fn",
-    "float8_e4m3fnuz",
-    "float8_e5m2",
-    "float8_e5m2fnuz",
-    "float8_e8m0fnu",
-    "float6_e2m3fn",
-    "float6_e3m2fn",
-    "float4_e2m1fn",
-    "int1",
-    "int2",
-    "int4",
-    "uint1",
-    "uint2",
-    "uint4",
-    "complex32",
-    "bcomplex32",
-)
+# NumPy's own dtypes, by a name np.dtype knows them under (their wire names differ
+# for longdouble and clongdouble: 'float128', 'complex256' on x86-64 Linux).
+_NUMPY_NAMES = """bool int8 int16 int32 int64 uint8 uint16 uint32 uint64
+    float16 float32 float64 longdouble complex64 complex128 clongdouble""".split()
+_ML_DTYPE_NAMES = """bfloat16 float8_e3m4 float8_e4m3 float8_e4m3b11fnuz float8_e4m3fn
+    float8_e4m3fnuz float8_e5m2 float8_e5m2fnuz float8_e8m0fnu float6_e2m3fn float6_e3m2fn
+    float4_e2m1fn int1 int2 int4 uint1 uint2 uint4 complex32 bcomplex32""".split()
 
-_BY_NAME: dict[str, np.dtype] = {np.dtype(t).name: np.dtype(t) for t in _NUMPY_TYPES}
-for _name in _ML_DTYPE_NAMES:
-    _type = getattr(ml_dtypes, _name, None)  # older ml_dtypes lack the newest formats
-    if _type is not None:
-        _BY_NAME[_name] = np.dtype(_type)
+_BY_NAME: dict[str, np.dtype] = {np.dtype(n).name: np.dtype(n) for n in _NUMPY_NAMES}
+# Older ml_dtypes lack the newest formats.
+_BY_NAME.update(
+    {n: np.dtype(getattr(ml_dtypes, n)) for n in _ML_DTYPE_NAMES if hasattr(ml_dtypes, n)}
+)
 
 _TIME_RE = re.compile(
     r"(?:datetime64|timedelta64)(?:\[(?:[1-9][0-9]{0,2})?(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?\Z"

@@ -40,13 +40,14 @@ EXT_NDARRAY, EXT_COMPLEX, EXT_NPSCALAR = 1, 2, 3
 
 # strict_types: a subclass of dict/list/int is not silently packed as its base,
 # and a tuple is not a list; Flax's packer behaves the same way.
-_pack = msgpack.Packer(use_bin_type=True, strict_types=True, autoreset=True).pack
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+_PACKER = msgpack.Packer(use_bin_type=True, strict_types=True, autoreset=True)
+_pack = _PACKER.pack
+_PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
 _FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
-_FIXMAP = [bytes([0x80 | n]) for n in range(16)]
-_FIXARRAY = [bytes([0x90 | n]) for n in range(16)]
-_TRUE = _pack(True)
-_CHUNK_HEAD = _FIXMAP[3] + _pack(CHUNKED_ARRAY_KEY) + _TRUE
+_LENGTHS = ((0xFF, struct.Struct(">BB")), (0xFFFF, struct.Struct(">BH")))
+_LENGTHS += ((0xFFFFFFFF, struct.Struct(">BI")),)
+_NOT_CHUNKED = "; arrays this big are chunked only as dict values or at the top level, not in lists"
+_CHUNK_HEAD = _PACKER.pack_map_header(3) + _pack(CHUNKED_ARRAY_KEY) + _pack(True)
 _SHAPE_KEY = _pack("shape")
 _CHUNKS_KEY = _pack("chunks")
 
@@ -92,8 +93,7 @@ def _emit(x: Any, out: list, depth: int, chunkable: bool, sort_keys: bool = Fals
     if t is dict:
         if depth >= MAX_DEPTH:
             raise SerializationError(f"The tree is nested deeper than {MAX_DEPTH} levels.")
-        n = len(x)
-        out.append(_FIXMAP[n] if n < 16 else _container_header(0xDE, n))
+        out.append(_container_header(_PACKER.pack_map_header, len(x)))
         for k, v in _sorted_items(x) if sort_keys else x.items():
             _emit(k, out, depth + 1, False)
             _emit(v, out, depth + 1, True, sort_keys)
@@ -102,18 +102,15 @@ def _emit(x: Any, out: list, depth: int, chunkable: bool, sort_keys: bool = Fals
     elif t in _PLAIN:
         try:
             out.append(_pack(x))
-        except OverflowError:
+        except (OverflowError, ValueError):  # an int past 64 bits, a str or bytes past 4 GiB
             raise SerializationError(
-                f"The integer {x} does not fit msgpack's 64 bits; store it as an array or a string."
+                f"The {t.__name__} {x!r:.40} is too large for msgpack (integers hold 64 bits, str "
+                "and bytes 4 GiB); store it as an array, or split it."
             ) from None
-    elif t is bytes:
-        out.append(_bin_header(len(x)))
-        out.append(x)
     elif t is list:
         if depth >= MAX_DEPTH:
             raise SerializationError(f"The tree is nested deeper than {MAX_DEPTH} levels.")
-        n = len(x)
-        out.append(_FIXARRAY[n] if n < 16 else _container_header(0xDC, n))
+        out.append(_container_header(_PACKER.pack_array_header, len(x)))
         for v in x:
             _emit(v, out, depth + 1, False, sort_keys)  # Flax never chunks inside lists
     elif isinstance(x, (np.ndarray, jax.Array)):
@@ -121,8 +118,7 @@ def _emit(x: Any, out: list, depth: int, chunkable: bool, sort_keys: bool = Fals
     elif isinstance(x, np.generic):
         _emit_array(np.asarray(x), out, EXT_NPSCALAR, False)
     elif isinstance(x, complex):
-        payload = _pack([float(x.real), float(x.imag)])
-        out.append(_ext_header(EXT_COMPLEX, len(payload)) + payload)
+        out.append(_pack(msgpack.ExtType(EXT_COMPLEX, _pack([float(x.real), float(x.imag)]))))
     else:
         raise SerializationTypeError(
             f"Cannot serialize a value of type {t.__name__}: the msgpack format holds "
@@ -167,7 +163,8 @@ def _array_head(shape: tuple, dtype: np.dtype, code: int) -> bytes:
             "dtypes have no portable byte form. Use a numeric, bool or ml_dtypes dtype."
         )
     nbytes = math.prod(shape) * dtype.itemsize
-    head = b"\x93" + _pack(list(shape)) + _pack(dtype.name) + _bin_header(nbytes)
+    bin_head = _length_header(0xC4, nbytes, _NOT_CHUNKED)
+    head = b"\x93" + _pack(list(shape)) + _pack(dtype.name) + bin_head
     return _ext_header(code, len(head) + nbytes) + head
 
 
@@ -179,43 +176,29 @@ def _emit_chunked(arr: np.ndarray, out: list) -> None:
     out.append(_SHAPE_KEY)
     _emit({str(i): d for i, d in enumerate(arr.shape)}, out, 1, False)
     out.append(_CHUNKS_KEY)
-    n = len(starts)
-    out.append(_FIXMAP[n] if n < 16 else _container_header(0xDE, n))
+    out.append(_container_header(_PACKER.pack_map_header, len(starts)))
     for i, start in enumerate(starts):
         out.append(_pack(str(i)))
         _emit_array(flat[start : start + step], out, EXT_NDARRAY, False)
 
 
-def _container_header(marker16: int, n: int) -> bytes:
-    # marker16 is map16 (0xDE) or array16 (0xDC); the 32-bit form is the next byte.
-    if n <= 0xFFFF:
-        return struct.pack(">BH", marker16, n)
-    if n <= 0xFFFFFFFF:
-        return struct.pack(">BI", marker16 + 1, n)
-    raise SerializationError(f"A container of {n} items is too long for msgpack.")
+def _container_header(pack_header: Any, n: int) -> bytes:
+    try:
+        return pack_header(n)
+    except ValueError:
+        raise SerializationError(f"A container of {n} items is too long for msgpack.") from None
 
 
-def _bin_header(n: int) -> bytes:
-    if n <= 0xFF:
-        return struct.pack(">BB", 0xC4, n)
-    if n <= 0xFFFF:
-        return struct.pack(">BH", 0xC5, n)
-    if n <= 0xFFFFFFFF:
-        return struct.pack(">BI", 0xC6, n)
-    raise SerializationError(
-        f"A {n}-byte buffer is too large for msgpack (limit 4 GiB); arrays this big are "
-        "chunked only as dict values or at the top level, not inside lists."
-    )
+def _length_header(marker8: int, n: int, hint: str = "") -> bytes:
+    # marker8 is bin8 (0xC4) or ext8 (0xC7); their 16- and 32-bit forms are the next bytes.
+    for i, (limit, fmt) in enumerate(_LENGTHS):
+        if n <= limit:
+            return fmt.pack(marker8 + i, n)
+    raise SerializationError(f"A {n}-byte buffer is too large for msgpack (limit 4 GiB){hint}.")
 
 
 def _ext_header(code: int, n: int) -> bytes:
     fixed = _FIXEXT.get(n)
     if fixed is not None:
         return bytes((fixed, code))
-    if n <= 0xFF:
-        return struct.pack(">BBB", 0xC7, n, code)
-    if n <= 0xFFFF:
-        return struct.pack(">BHB", 0xC8, n, code)
-    if n <= 0xFFFFFFFF:
-        return struct.pack(">BIB", 0xC9, n, code)
-    raise SerializationError(f"A {n}-byte array payload is too large for msgpack (limit 4 GiB).")
+    return _length_header(0xC7, n, _NOT_CHUNKED) + bytes((code,))

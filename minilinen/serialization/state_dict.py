@@ -32,7 +32,14 @@ _REGISTRY: dict[type, tuple[ToFn, FromFn]] = {}
 # type -> handler pair, or None for leaves; filled on first sight of each type so
 # the namedtuple/dataclass probing runs once per type, not once per value.
 _RESOLVED: dict[type, tuple[ToFn, FromFn] | None] = {}
-_PATH = threading.local()
+
+
+class _Path(threading.local):
+    def __init__(self):
+        self.stack: list[str] = []  # the path of the value being restored on this thread
+
+
+_PATH = _Path()
 
 
 def register_serialization_state(
@@ -49,10 +56,8 @@ def register_serialization_state(
 
 
 def _handler(ty: type) -> tuple[ToFn, FromFn] | None:
-    try:
+    if ty in _RESOLVED:
         return _RESOLVED[ty]
-    except KeyError:
-        pass
     if issubclass(ty, tuple) and hasattr(ty, "_fields"):
         handler = (_namedtuple_to, _namedtuple_from)  # before the registry, as Flax does
     elif ty in _REGISTRY:
@@ -88,7 +93,7 @@ def from_state_dict(target: Any, state: Any, name: str = ".") -> Any:
       name: the path component of this value, for error messages.
     """
     handler = _handler(type(target))
-    stack = _path_stack()
+    stack = _PATH.stack
     stack.append(name)
     try:
         if handler is None:
@@ -100,19 +105,12 @@ def from_state_dict(target: Any, state: Any, name: str = ".") -> Any:
 
 def current_path() -> str:
     """The '/'-joined path of the value ``from_state_dict`` is restoring now."""
-    return "/".join(_path_stack())
-
-
-def _path_stack() -> list:
-    stack = getattr(_PATH, "stack", None)
-    if stack is None:
-        stack = _PATH.stack = []
-    return stack
+    return "/".join(_PATH.stack)
 
 
 def _where() -> str:
     # The stack starts with '.' for the root; users know paths as 'params/Dense_0/kernel'.
-    parts = _path_stack()[1:]
+    parts = _PATH.stack[1:]
     return f"at '{'/'.join(parts)}'" if parts else "at the top level"
 
 

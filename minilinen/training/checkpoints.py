@@ -123,10 +123,9 @@ def save_checkpoint(
             )
         pieces = serialize_pieces(to_state_dict(target))
         digest = hashlib.sha256()
-        size = 0
         for piece in pieces:
             digest.update(piece)
-            size += memoryview(piece).nbytes
+        size = sum(memoryview(piece).nbytes for piece in pieces)
         tmp = os.path.join(ckpt_dir, f".{prefix}{step}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:

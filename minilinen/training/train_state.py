@@ -40,10 +40,9 @@ class TrainState(struct.PyTreeNode):
           **kwargs: other fields to replace at the same time (e.g. ``batch_stats``).
         """
         overwrite = isinstance(grads, Mapping) and OVERWRITE_WITH_GRADIENT in grads
+        grads_opt, params_opt = grads, self.params
         if overwrite:
             grads_opt, params_opt = grads["params"], self.params["params"]
-        else:
-            grads_opt, params_opt = grads, self.params
         updates, new_opt_state = self.tx.update(grads_opt, self.opt_state, params_opt)
         new_params = optax.apply_updates(params_opt, updates)
         if overwrite:

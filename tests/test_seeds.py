@@ -165,9 +165,11 @@ def test_004_optax_adam_losses(regression):
 
 
 # Adam amplifies float32 rounding: after 101 steps the real Flax 0.12.8 on today's
-# XLA CPU is ~6e-6 (relative) from the seed's Colab run, so the trained numbers and
-# bytes are held to that, and the exact seed bytes are checked through a round trip.
-ADAM_RTOL = 2e-5
+# XLA CPU is ~6e-6 (relative) from the seed's Colab run on one machine and 2.5e-5 on
+# another (AMD EPYC, 2026-12; minilinen printed the same digits as Flax there), so the
+# trained numbers and bytes are held to that, and the exact seed bytes are checked
+# through a round trip.
+ADAM_RTOL = 5e-5
 
 
 TRAINED_BIAS = [-1.4555768, -2.0277991, 2.0790975, 1.2186145, -0.99809754]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,19 +16,26 @@ from minilinen.core.scope import DenyList, in_filter
 __all__ = ["resolve_method", "capture_filter", "check_rngs", "collections_for"]
 
 
-def resolve_method(cls: type, method: Any) -> Callable:
+def resolve_method(module: Any, method: Any, module_type: type) -> Callable:
+    """The function ``fn(module, *args)`` that init/apply runs for ``method=``."""
+    cls = type(module)
     if method is None:
-        method = "__call__"
+        return cls.__call__
     if isinstance(method, str):
         fn = getattr(cls, method, None)
+        if fn is None and isinstance(module.__dict__.get(method), module_type):
+            # A submodule field, which Flax accepts: call it.
+            return lambda m, *args, **kwargs: getattr(m, method)(*args, **kwargs)
         if fn is None or not callable(fn):
             raise errors.ModuleAttributeError(
                 f"{cls.__name__} has no method '{method}' to call in init/apply."
             )
         return fn
+    if inspect.ismethod(method) and isinstance(method.__self__, module_type):
+        return method.__func__  # model.encode: Flax runs it on the bound copy
     if callable(method):
         return method
-    raise errors.ApplyVariablesError(
+    raise errors.ApplyModuleInvalidMethodError(
         f"method must be a method name or a function, got {type(method).__name__}."
     )
 

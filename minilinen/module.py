@@ -23,7 +23,7 @@ from minilinen.call_args import capture_filter, check_rngs, collections_for, res
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import DenyList, Frame, Scope
-from minilinen.module_context import InterceptorContext, context, intercept_methods, run_intercepted
+from minilinen.module_context import InterceptorContext, call_method, context, intercept_methods
 from minilinen.variables import Variable
 
 __all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorContext"]
@@ -32,6 +32,9 @@ __all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorConte
 class _Unspecified:
     def __repr__(self) -> str:
         return "_unspecified_parent"
+
+    def __reduce__(self) -> str:  # copies and (cloud)pickles are this one instance
+        return "_UNSPECIFIED"
 
 
 _UNSPECIFIED = _Unspecified()
@@ -60,6 +63,8 @@ _RESERVED = frozenset(
         "is_mutable_collection",
         "tabulate",
         "perturb",
+        "copy",
+        "module_paths",
     }
 )
 
@@ -76,8 +81,19 @@ def nowrap(fun: Callable) -> Callable:
     return fun
 
 
+def _given_fields(module: Module) -> dict:
+    """``module``'s field values with the submodules it adopted unbound again (deep
+    copies), as given before binding: lifted transforms re-adopt them inside."""
+    fields = module.__dict__
+    detach = lambda m, _: m.clone(_deep_clone=True, name=None) if m.parent is module else m  # noqa: E731
+    return {
+        f: _map_modules(fields[f], detach) if _holds_modules(fields[f]) else fields[f]
+        for f in module._field_names
+    }
+
+
 class _ModuleState:
-    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname", "adopted")
+    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname", "adopted", "misplaced")
 
     def __init__(self):
         self.setup_done = False
@@ -86,6 +102,8 @@ class _ModuleState:
         self.autoname: dict[str, int] = {}
         # Outside modules adopted so far, by id: one instance in two fields stays shared.
         self.adopted: dict[int, Module] | None = None
+        # Made in a plain method of a bound module: an error once assigned or called.
+        self.misplaced = False
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
@@ -93,22 +111,23 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
 
     @functools.wraps(fun)
     def wrapped(self: Module, *args: Any, **kwargs: Any) -> Any:
-        scope = self.scope
-        if scope is None:
+        if self.scope is None:
+            if self._state.misplaced:
+                raise errors.SubmoduleOutsideSetupOrCompactError(
+                    f"Submodule {type(self).__name__} was created in a method of "
+                    f"'{self.parent._path_text()}' that is neither setup() nor marked "
+                    "@nn.compact. Define submodules in setup(), or decorate the method with "
+                    "@nn.compact."
+                )
             if is_compact:
                 raise errors.UnboundModuleError(
                     f"Cannot call the @compact method '{type(self).__name__}.{name}' on an "
                     "unbound module. Use module.init(rng, ...) or module.apply(variables, "
                     "...), or module.bind(variables) for interactive use."
                 )
-            return fun(self, *args, **kwargs)
-        state = self._state
-        if not state.setup_done:
+            return call_method(self, name, fun, args, kwargs)
+        if not self._state.setup_done:
             self._try_setup()
-        if context.interceptors:
-            return run_intercepted(
-                self, name, fun, lambda *a, **kw: _run_method(self, fun, name, a, kw), args, kwargs
-            )
         return _run_method(self, fun, name, args, kwargs)
 
     wrapped.method_handler_wrapped = True
@@ -127,7 +146,7 @@ def _run_method(self: Module, fun: Callable, name: str, args: tuple, kwargs: dic
     if is_compact:
         state.in_compact = True
     try:
-        out = fun(self, *args, **kwargs)
+        out = call_method(self, name, fun, args, kwargs)
     finally:
         stack.pop()
         if is_compact and not reentrant:
@@ -162,12 +181,22 @@ def _holds_modules(value: Any) -> bool:
     return False
 
 
+def _check_instance(module: Any) -> None:
+    if not isinstance(module, Module):
+        raise errors.InvalidInstanceModuleError(
+            "init/apply/bind was called on the class, not an instance: write "
+            f"Model().init(...), not Model.init(...) (got {type(module).__name__})."
+        )
+    if "_state" not in module.__dict__:
+        module._state  # noqa: B018 (raises IncorrectPostInitOverrideError)
+
+
 class Module:
     """Base class of all layers and models (subclasses are dataclasses)."""
 
     scope: Scope | None = None
 
-    def __init_subclass__(cls, **kwargs: Any):
+    def __init_subclass__(cls, kw_only: bool = False, **kwargs: Any):
         super().__init_subclass__(**kwargs)
         own = dict(cls.__dict__.get("__annotations__", {}))
         clash = {"parent", "name", "scope"} & set(own)
@@ -193,7 +222,9 @@ class Module:
             if getattr(value, "method_handler_wrapped", False):
                 continue
             setattr(cls, attr, _wrap_method(value, attr))
-        dataclasses.dataclass(cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False)
+        dataclasses.dataclass(
+            cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False, kw_only=kw_only
+        )
         cls._field_names = tuple(
             f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")
         )
@@ -211,7 +242,7 @@ class Module:
         if parent is None:
             return
         if isinstance(parent, Scope):
-            object.__setattr__(self, "scope", parent)
+            self._attach(None, parent)
             return
         if not isinstance(parent, Module):
             raise errors.ModuleFieldError(
@@ -221,29 +252,34 @@ class Module:
         pstate = parent._state
         if pstate.in_setup:
             if self.name is not None:  # otherwise named when assigned to an attribute
-                self._bind_child_of(parent, self.name)
+                self._attach(parent, parent.scope)
             return
         if pstate.in_compact:
-            name = self.name
-            if name is None:
+            if self.name is None:
                 prefix = type(self).__name__
                 count = pstate.autoname.get(prefix, 0)
                 pstate.autoname[prefix] = count + 1
-                name = f"{prefix}_{count}"
-                object.__setattr__(self, "name", name)
-            self._bind_child_of(parent, name)
-            return
-        if parent.scope is None:
-            return
-        raise errors.SubmoduleOutsideSetupOrCompactError(
-            f"Submodule {type(self).__name__} is created in a method of "
-            f"'{parent._path_text()}' that is neither setup() nor marked @nn.compact. "
-            "Define submodules in setup(), or decorate the method with @nn.compact."
-        )
+                object.__setattr__(self, "name", f"{prefix}_{count}")
+            self._attach(parent, parent.scope)
+        elif parent.scope is not None:
+            # Raised once it is assigned (naming the attribute) or called.
+            self._state.misplaced = True
 
-    def _bind_child_of(self, parent: Module, name: str) -> None:
-        if parent.scope is not None:
-            object.__setattr__(self, "scope", parent.scope.push(name))
+    def _attach(self, parent: Module | None, scope: Scope | None) -> None:
+        """Binds this module to ``scope``'s child (its own name), or to ``scope`` itself
+        when ``parent`` is None; then adopts the submodules its fields hold, as Flax
+        does eagerly, so ``self.seq.layers[0]`` is bound when reached through a field."""
+        if scope is None:
+            return
+        if parent is not None:
+            object.__setattr__(self, "parent", parent)
+            scope = scope.push(self.name)
+        object.__setattr__(self, "scope", scope)
+        fields = self.__dict__
+        for field_name in self._field_names:
+            value = fields[field_name]
+            if isinstance(value, (Module, list, tuple, Mapping)) and _holds_modules(value):
+                fields[field_name] = self._adopt(field_name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         state = self.__dict__.get("_state")
@@ -251,6 +287,12 @@ class Module:
             object.__setattr__(self, name, value)
             return
         if state.in_setup:
+            if name in self._field_names:
+                raise errors.SetAttributeInModuleSetupError(
+                    f"Cannot set the field '{name}' of {type(self).__name__} in setup(): "
+                    "fields are set when the module is constructed. Use another attribute "
+                    "name, or pass the value as an argument."
+                )
             if _holds_modules(value):
                 value = self._adopt(name, value)
             elif isinstance(value, (list, dict)):
@@ -258,6 +300,12 @@ class Module:
             object.__setattr__(self, name, value)
             return
         if self.scope is not None:
+            if _holds_modules(value):
+                raise errors.SubmoduleOutsideSetupOrCompactError(
+                    f"Cannot assign the submodule {type(value).__name__} to attribute '{name}' "
+                    f"of '{self._path_text()}' outside setup(): define it in setup() "
+                    f"(self.{name} = ...), or create it inline in an @nn.compact method."
+                )
             raise errors.SetAttributeFrozenModuleError(
                 f"Cannot set attribute '{name}' of module '{self._path_text()}' "
                 f"({type(self).__name__}) outside setup(): a bound module is frozen. "
@@ -276,12 +324,12 @@ class Module:
                 # A module built outside (e.g. passed as a field): clone it into this
                 # tree, keeping sharing between references to the same instance.
                 key = id(module)
-                if key not in adopted:
-                    adopted[key] = module.clone(parent=self, name=f"{attr}{suffix}")
-                return adopted[key]
-            if module.parent is self and module.name is None:
+                if key in adopted:
+                    return adopted[key]
+                module = adopted[key] = module.clone(name=None)
+            if module.name is None:  # not yet named by its creator: named by attachment
                 object.__setattr__(module, "name", f"{attr}{suffix}")
-                module._bind_child_of(self, module.name)
+                module._attach(self, self.scope)
             return module
 
         return _map_modules(value, adopt)
@@ -294,13 +342,8 @@ class Module:
         stack = context.stack
         stack.append(self)
         try:
-            fields = self.__dict__
-            for field_name in self._field_names:
-                value = fields[field_name]
-                if isinstance(value, (Module, list, tuple, Mapping)) and _holds_modules(value):
-                    object.__setattr__(self, field_name, self._adopt(field_name, value))
             if self._has_setup:
-                self.setup()
+                call_method(self, "setup", type(self).setup, (), {})
         finally:
             stack.pop()
             state.in_setup = False
@@ -310,11 +353,23 @@ class Module:
         """Override to define submodules and variables; runs lazily once bound."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_state", "scope"):
+        if name.startswith("__") or name == "scope":
             raise AttributeError(name)
-        attribute = getattr(type(self), name, None)
-        if isinstance(attribute, property):  # let the property's own error through
-            return attribute.fget(self)
+        if name in ("_state", "_field_names"):
+            raise errors.IncorrectPostInitOverrideError(
+                f"{type(self).__name__} overrides __post_init__ without calling "
+                "super().__post_init__(); add that call."
+            )
+        for klass in type(self).__mro__:
+            attribute = klass.__dict__.get(name)
+            if hasattr(attribute, "__get__") and not inspect.isfunction(attribute):
+                try:  # a property or descriptor raised AttributeError: say so
+                    return attribute.__get__(self, type(self))
+                except AttributeError as e:
+                    raise errors.DescriptorAttributeError(
+                        f"Trying to access a property that raised AttributeError: "
+                        f"{type(self).__name__}.{name} raised '{e}'."
+                    ) from e
         state = self.__dict__.get("_state")
         if state is not None and self.scope is not None and not state.setup_done:
             self._try_setup()
@@ -391,7 +446,8 @@ class Module:
         if not scope.has_variable(col, name):
             if not scope.is_mutable_collection(col) or init_fn is None:
                 why = "no init_fn was given" if init_fn is None else f"'{col}' is immutable"
-                raise errors.VariableNotFoundError(
+                absent = scope._collection(col) is None
+                raise (errors.ScopeCollectionNotFound if absent else errors.VariableNotFoundError)(
                     f"No variable '{col}/{name}' in module '{scope.path_text}', and it cannot "
                     f"be created here: {why}. Pass the '{col}' collection in the variables "
                     f"given to apply(), or make it mutable (mutable=['{col}'])."
@@ -459,25 +515,50 @@ class Module:
 
     # --- init / apply / bind --------------------------------------------
 
-    def clone(self, *, parent: Any = None, **updates: Any) -> Module:
-        """A copy with ``updates`` applied, unbound unless ``parent`` is given."""
+    def clone(
+        self, *, parent: Any = None, _deep_clone: Any = False, _reset_names: bool = False, **updates
+    ) -> Module:
+        """A copy with ``updates`` applied, unbound unless ``parent`` is given.
+
+        ``_deep_clone`` also copies the submodules held in fields (unbound; sharing
+        kept), ``_reset_names`` drops their names too.
+        """
         attrs = {f: self.__dict__[f] for f in self._field_names}
+        if _deep_clone is not False:
+            cache = {} if _deep_clone is True else _deep_clone
+
+            def fresh(module: Module, _: str) -> Module:
+                key = id(module)
+                if key not in cache:
+                    name = None if _reset_names else module.name
+                    cache[key] = module.clone(
+                        _deep_clone=cache, _reset_names=_reset_names, name=name
+                    )
+                return cache[key]
+
+            for f, value in attrs.items():
+                if _holds_modules(value):
+                    attrs[f] = _map_modules(value, fresh)
         attrs["name"] = self.name
         attrs.update(updates)
         return type(self)(parent=parent, **attrs)
+
+    def copy(self, *, parent: Any = _UNSPECIFIED, name: str | None = None, **updates) -> Module:
+        """A deep copy with ``updates``; in a compact method it becomes a new child."""
+        return self.clone(parent=parent, name=name, _deep_clone=True, **updates)
 
     def _bound_to(self, scope: Scope) -> Module:
         new = object.__new__(type(self))
         fields = new.__dict__
         fields.update(self.__dict__)
         fields["_state"] = _ModuleState()
-        fields["scope"] = scope
         fields["parent"] = scope
+        new._attach(None, scope)
         return new
 
     def _run(self, frame: Frame, method: Any, args: tuple, kwargs: dict) -> Any:
         module = self._bound_to(Scope(frame))
-        fn = resolve_method(type(self), method)
+        fn = resolve_method(module, method, Module)
         try:
             return fn(module, *args, **kwargs)
         finally:
@@ -493,6 +574,7 @@ class Module:
         **kwargs: Any,
     ) -> tuple[Any, FrozenDict]:
         """Runs ``method`` creating variables; returns ``(output, variables)``."""
+        _check_instance(self)
         rngs = check_rngs(rngs, "init")
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame({}, rngs, mutable, {"initializing": True})
@@ -510,7 +592,8 @@ class Module:
         **kwargs: Any,
     ) -> FrozenDict:
         """Initializes the module's variables from ``rngs`` and example inputs."""
-        return self.init_with_output(
+        return Module.init_with_output(
+            self,
             rngs,
             *args,
             method=method,
@@ -530,6 +613,7 @@ class Module:
         **kwargs: Any,
     ) -> Any:
         """Runs ``method`` with ``variables``; returns ``out`` or ``(out, mutated)``."""
+        _check_instance(self)
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "apply"), mutable, {})
         frame.capture = capture
@@ -542,14 +626,39 @@ class Module:
         self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False
     ) -> Module:
         """A copy bound to ``variables`` for interactive use outside apply."""
+        _check_instance(self)
         frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "bind"), mutable)
         frame.capture = None
         return self._bound_to(Scope(frame))
 
     def unbind(self) -> tuple[Module, FrozenDict]:
         """Returns ``(unbound copy, variables)`` of a bound module."""
+        self._require_scope("unbind")
         variables = self.variables
-        return self.clone(name=None), variables
+        return self.clone(name=None, _deep_clone=True, _reset_names=True), variables
+
+    def module_paths(
+        self,
+        rngs: Any,
+        *args: Any,
+        show_repeated: bool = False,
+        mutable: Any = _DEFAULT_INIT_MUTABLE,
+        **kwargs: Any,
+    ) -> dict[str, Module]:
+        """Every module called by an (abstract) ``init``, as unbound copies keyed by
+        '/'-joined path ('' is this module), in the order their calls began."""
+        del show_repeated  # the keys are paths: repeated calls land on one entry
+        paths: dict[str, Module] = {}
+
+        def record(next_fun: Callable, a: tuple, kw: dict, ctx: InterceptorContext) -> Any:
+            module = ctx.module
+            if ctx.method_name != "setup" and module.scope is not None:
+                paths.setdefault("/".join(module.scope.path), module.copy(parent=None))
+            return next_fun(*a, **kw)
+
+        with intercept_methods(record):
+            jax.eval_shape(lambda: self.init(rngs, *args, mutable=mutable, **kwargs))
+        return paths
 
     def tabulate(
         self,

@@ -308,7 +308,10 @@ class Scope:
                 f"keys are {cols}); if you passed variables['params'], pass "
                 "{'params': params} instead."
             )
-        return errors.ParamNotFoundError(
+        # Flax names the case where this scope holds no params at all.
+        absent = self._collection("params") is None
+        cls = errors.ScopeCollectionNotFound if absent else errors.ParamNotFoundError
+        return cls(
             f"Could not find parameter '{name}' in module '{self.path_text}' (collection "
             f"'params').{hint} To create parameters call init(), or apply() with "
             "mutable=['params']."

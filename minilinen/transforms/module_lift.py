@@ -18,7 +18,7 @@ import jax
 
 from minilinen import errors
 from minilinen.core.scope import Scope
-from minilinen.module import Module, _wrap_method
+from minilinen.module import Module, _given_fields, _wrap_method
 from minilinen.variables import Variable
 
 __all__ = ["lift_target", "bound_scope", "call_on_inner", "is_module_class", "OPTIONS_ONLY"]
@@ -139,8 +139,7 @@ def bound_scope(module: Module, name: str) -> Scope:
 
 
 def _inner_copy(module: Module, cls: type, scope: Scope) -> Module:
-    fields = module.__dict__
-    values = {f: fields[f] for f in cls._field_names}
+    values = _given_fields(module)
     for field_name, value in values.items():
         for leaf in jax.tree_util.tree_leaves(value, is_leaf=lambda x: isinstance(x, Module)):
             if isinstance(leaf, Module) and leaf.scope is not None:

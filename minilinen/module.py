@@ -41,31 +41,15 @@ _UNSPECIFIED = _Unspecified()
 # init() writes every collection except intermediates unless asked to capture them.
 _DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
+_TABULATE_OPTIONS = frozenset(
+    "depth show_repeated mutable console_kwargs table_kwargs column_kwargs compute_flops "
+    "compute_vjp_flops".split()
+)
 # Names of Module's own API: never wrapped as user methods.
 _RESERVED = frozenset(
-    {
-        "param",
-        "variable",
-        "init",
-        "init_with_output",
-        "apply",
-        "bind",
-        "unbind",
-        "clone",
-        "setup",
-        "sow",
-        "make_rng",
-        "has_rng",
-        "has_variable",
-        "get_variable",
-        "put_variable",
-        "is_initializing",
-        "is_mutable_collection",
-        "tabulate",
-        "perturb",
-        "copy",
-        "module_paths",
-    }
+    "param variable init init_with_output apply bind unbind clone setup sow make_rng has_rng "
+    "has_variable get_variable put_variable is_initializing is_mutable_collection tabulate "
+    "perturb copy module_paths".split()
 )
 
 
@@ -582,25 +566,10 @@ class Module:
         out = self._run(frame, method, args, kwargs)
         return out, FrozenDict._wrap(frame.mutated())
 
-    def init(
-        self,
-        rngs: Any,
-        *args: Any,
-        method: Any = None,
-        mutable: Any = _DEFAULT_INIT_MUTABLE,
-        capture_intermediates: bool | Callable = False,
-        **kwargs: Any,
-    ) -> FrozenDict:
-        """Initializes the module's variables from ``rngs`` and example inputs."""
-        return Module.init_with_output(
-            self,
-            rngs,
-            *args,
-            method=method,
-            mutable=mutable,
-            capture_intermediates=capture_intermediates,
-            **kwargs,
-        )[1]
+    def init(self, rngs: Any, *args: Any, **kwargs: Any) -> FrozenDict:
+        """Initializes the module's variables from ``rngs`` and example inputs (takes
+        ``init_with_output``'s ``method``, ``mutable`` and ``capture_intermediates``)."""
+        return Module.init_with_output(self, rngs, *args, **kwargs)[1]
 
     def apply(
         self,
@@ -660,33 +629,13 @@ class Module:
             jax.eval_shape(lambda: self.init(rngs, *args, mutable=mutable, **kwargs))
         return paths
 
-    def tabulate(
-        self,
-        rngs: Any,
-        *args: Any,
-        depth: int | None = None,
-        show_repeated: bool = False,
-        mutable: Any = _DEFAULT_INIT_MUTABLE,
-        console_kwargs: Mapping[str, Any] | None = None,
-        table_kwargs: Mapping[str, Any] | None = None,
-        column_kwargs: Mapping[str, Any] | None = None,
-        compute_flops: bool = False,
-        compute_vjp_flops: bool = False,
-        **kwargs: Any,
-    ) -> str:
-        """A table of every submodule call: shapes, variables and totals (see ``tabulate``)."""
+    def tabulate(self, rngs: Any, *args: Any, **kwargs: Any) -> str:
+        """A table of every submodule call: shapes, variables and totals; takes the
+        options of ``nn.tabulate`` (depth, show_repeated, mutable, ...) by keyword."""
         # Imported here: the summary sits above the module system and imports it.
         from minilinen.summary import tabulate
 
-        return tabulate(
-            self,
-            rngs,
-            depth=depth,
-            show_repeated=show_repeated,
-            mutable=mutable,
-            console_kwargs=console_kwargs,
-            table_kwargs=table_kwargs or {},
-            column_kwargs=column_kwargs or {},
-            compute_flops=compute_flops,
-            compute_vjp_flops=compute_vjp_flops,
-        )(*args, **kwargs)
+        options = {k: kwargs.pop(k) for k in _TABULATE_OPTIONS & set(kwargs)}
+        for k in ("table_kwargs", "column_kwargs"):
+            options[k] = options.get(k) or {}
+        return tabulate(self, rngs, **options)(*args, **kwargs)

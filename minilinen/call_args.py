@@ -22,21 +22,28 @@ def resolve_method(module: Any, method: Any, module_type: type) -> Callable:
     if method is None:
         return cls.__call__
     if isinstance(method, str):
-        fn = getattr(cls, method, None)
-        if fn is None and isinstance(module.__dict__.get(method), module_type):
-            # A submodule field, which Flax accepts: call it.
-            return lambda m, *args, **kwargs: getattr(m, method)(*args, **kwargs)
-        if fn is None or not callable(fn):
+        name, fields = method, module.__dict__
+        if isinstance(fields.get(name), module_type):  # a submodule field: Flax calls it
+            return lambda m, *args, **kwargs: getattr(m, name)(*args, **kwargs)
+        method = getattr(cls, name, fields.get(name))
+        if method is None:
             raise errors.ModuleAttributeError(
-                f"{cls.__name__} has no method '{method}' to call in init/apply."
+                f"{cls.__name__} has no method '{name}' to call in init/apply."
             )
-        return fn
+        if not callable(method):
+            raise errors.ApplyModuleInvalidMethodError(
+                f"method='{name}': '{cls.__name__}.{name}' must be a callable, not "
+                f"{type(method).__name__}."
+            )
+        return method
     if inspect.ismethod(method) and isinstance(method.__self__, module_type):
         return method.__func__  # model.encode: Flax runs it on the bound copy
-    if callable(method):
+    code = getattr(method, "__code__", None)
+    if callable(method) and not (code and code.co_argcount == 0 and not code.co_flags & 4):
         return method
     raise errors.ApplyModuleInvalidMethodError(
-        f"method must be a method name or a function, got {type(method).__name__}."
+        f"Cannot call apply(): method={method!r} must be a method name, or a function "
+        "taking the module as its first argument."
     )
 
 

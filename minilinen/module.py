@@ -98,10 +98,8 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
         if self.scope is None:
             if self._state.misplaced:
                 raise errors.SubmoduleOutsideSetupOrCompactError(
-                    f"Submodule {type(self).__name__} was created in a method of "
-                    f"'{self.parent._path_text()}' that is neither setup() nor marked "
-                    "@nn.compact. Define submodules in setup(), or decorate the method with "
-                    "@nn.compact."
+                    f"Submodule {type(self).__name__} was created in a plain method of "
+                    f"'{self.parent._path_text()}': create it in setup() or @nn.compact."
                 )
             if is_compact:
                 raise errors.UnboundModuleError(
@@ -277,10 +275,8 @@ class Module:
                     "fields are set when the module is constructed. Use another attribute "
                     "name, or pass the value as an argument."
                 )
-            if _holds_modules(value):
+            if isinstance(value, (Module, list, tuple, Mapping)):  # frozen, as in Flax
                 value = self._adopt(name, value)
-            elif isinstance(value, (list, dict)):
-                value = _map_modules(value, lambda m, s: m)
             object.__setattr__(self, name, value)
             return
         if self.scope is not None:
@@ -430,7 +426,7 @@ class Module:
         if not scope.has_variable(col, name):
             if not scope.is_mutable_collection(col) or init_fn is None:
                 why = "no init_fn was given" if init_fn is None else f"'{col}' is immutable"
-                absent = scope._collection(col) is None
+                absent = scope._collection(col) is None  # Flax's ScopeCollectionNotFound
                 raise (errors.ScopeCollectionNotFound if absent else errors.VariableNotFoundError)(
                     f"No variable '{col}/{name}' in module '{scope.path_text}', and it cannot "
                     f"be created here: {why}. Pass the '{col}' collection in the variables "
@@ -511,14 +507,11 @@ class Module:
         if _deep_clone is not False:
             cache = {} if _deep_clone is True else _deep_clone
 
-            def fresh(module: Module, _: str) -> Module:
-                key = id(module)
-                if key not in cache:
-                    name = None if _reset_names else module.name
-                    cache[key] = module.clone(
-                        _deep_clone=cache, _reset_names=_reset_names, name=name
-                    )
-                return cache[key]
+            def fresh(m: Module, _: str) -> Module:
+                if id(m) not in cache:
+                    name = None if _reset_names else m.name
+                    cache[id(m)] = m.clone(_deep_clone=cache, _reset_names=_reset_names, name=name)
+                return cache[id(m)]
 
             for f, value in attrs.items():
                 if _holds_modules(value):
@@ -597,7 +590,6 @@ class Module:
         """A copy bound to ``variables`` for interactive use outside apply."""
         _check_instance(self)
         frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "bind"), mutable)
-        frame.capture = None
         return self._bound_to(Scope(frame))
 
     def unbind(self) -> tuple[Module, FrozenDict]:
@@ -616,18 +608,11 @@ class Module:
     ) -> dict[str, Module]:
         """Every module called by an (abstract) ``init``, as unbound copies keyed by
         '/'-joined path ('' is this module), in the order their calls began."""
+        from minilinen.summary import _trace  # the summary sits above; see tabulate
+
         del show_repeated  # the keys are paths: repeated calls land on one entry
-        paths: dict[str, Module] = {}
-
-        def record(next_fun: Callable, a: tuple, kw: dict, ctx: InterceptorContext) -> Any:
-            module = ctx.module
-            if ctx.method_name != "setup" and module.scope is not None:
-                paths.setdefault("/".join(module.scope.path), module.copy(parent=None))
-            return next_fun(*a, **kw)
-
-        with intercept_methods(record):
-            jax.eval_shape(lambda: self.init(rngs, *args, mutable=mutable, **kwargs))
-        return paths
+        calls, _ = _trace(self, rngs, mutable, args, kwargs, keep_seen=False)
+        return {"/".join(call.path): call.module.copy(parent=None) for call in calls}
 
     def tabulate(self, rngs: Any, *args: Any, **kwargs: Any) -> str:
         """A table of every submodule call: shapes, variables and totals; takes the
@@ -636,6 +621,4 @@ class Module:
         from minilinen.summary import tabulate
 
         options = {k: kwargs.pop(k) for k in _TABULATE_OPTIONS & set(kwargs)}
-        for k in ("table_kwargs", "column_kwargs"):
-            options[k] = options.get(k) or {}
         return tabulate(self, rngs, **options)(*args, **kwargs)

@@ -235,3 +235,19 @@ def test_unbind_gives_unbound_submodule_fields():
     unbound, variables = model.bind(model.init(KEY, X)).unbind()
     assert unbound.scope is None and unbound.layers[0].scope is None
     assert shapes(unbound.apply(variables, X)) == (1, 3)
+
+
+def test_method_argument_errors_subclass_what_flax_raises():
+    class Foo(nn.Module):
+        not_callable: int = 1
+
+        def __call__(self):
+            return None
+
+    with pytest.raises(errors.ApplyModuleInvalidMethodError, match="Cannot call apply"):
+        Foo().apply({}, method=lambda: True)  # takes no module argument
+    with pytest.raises(TypeError, match="'Foo.not_callable' must be a callable"):
+        Foo().apply({}, method="not_callable")
+    with pytest.raises(AttributeError, match="missing_method"):
+        Foo().apply({}, method="missing_method")
+    assert isinstance(Foo().apply({}, method=lambda m: m), Foo)

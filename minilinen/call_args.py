@@ -20,7 +20,12 @@ def resolve_method(module: Any, method: Any, module_type: type) -> Callable:
     """The function ``fn(module, *args)`` that init/apply runs for ``method=``."""
     cls = type(module)
     if method is None:
-        return cls.__call__
+        method = cls.__call__
+        if getattr(method, "__self__", None) is cls:  # type.__call__: no __call__ defined
+            raise errors.ModuleAttributeError(
+                f'"{cls.__name__}" object has no attribute "__call__"'
+            )
+        return method
     if isinstance(method, str):
         name, fields = method, module.__dict__
         if isinstance(fields.get(name), module_type):  # a submodule field: Flax calls it

@@ -50,12 +50,12 @@ class InvalidNameError(MinilinenError, ValueError):
     """A submodule or variable name that cannot be used (not a str, or has '/')."""
 
 
-class RngStreamMissingError(MinilinenError, ValueError):
-    """``make_rng(name)`` with no such stream (and no 'params' to fall back on)."""
-
-
 class InvalidRngError(MinilinenError, ValueError):
     """``rngs`` that are not PRNG keys (or a dict of them)."""
+
+
+class RngStreamMissingError(InvalidRngError):
+    """``make_rng(name)`` with no such stream (and no 'params' to fall back on)."""
 
 
 class ScopeInvalidatedError(MinilinenError, RuntimeError):

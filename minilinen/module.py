@@ -365,6 +365,7 @@ class Module:
         raise errors.ModuleAttributeError(f'"{cls}" object has no attribute "{name}".')
 
     def __dir__(self) -> list[str]:
+        self._try_setup()  # setup's attributes are part of a bound module
         return sorted(set(super().__dir__()) | set(self.__dict__))
 
     def __repr__(self) -> str:
@@ -382,8 +383,8 @@ class Module:
         scope = self.scope
         if scope is None:
             raise errors.UnboundModuleError(
-                f"{type(self).__name__}.{what}() needs a bound module: call it inside "
-                "init()/apply(), or on module.bind(variables)."
+                f"{type(self).__name__}.{what}() was called on an unbound module: call it "
+                "inside init()/apply(), or on module.bind(variables)."
             )
         return scope
 
@@ -487,8 +488,8 @@ class Module:
         if collection in scope.frame.variables:
             if not scope.has_variable(collection, name):
                 raise errors.VariableNotFoundError(
-                    f"The '{collection}' collection is present but has no '{name}' in module "
-                    f"'{scope.path_text}'. Re-create the perturbations with init()."
+                    f"Perturbation collection '{collection}' is present but has no '{name}' "
+                    f"in module '{scope.path_text}'. Re-create the perturbations with init()."
                 )
             value = jax.tree_util.tree_map(jnp.add, value, scope.get_variable(collection, name))
         return value
@@ -528,6 +529,8 @@ class Module:
         new = object.__new__(type(self))
         fields = new.__dict__
         fields.update(self.__dict__)
+        if self.scope is not None:  # init/apply of a bound submodule: its own tree
+            fields.update(_given_fields(self))
         fields["_state"] = _ModuleState()
         fields["parent"] = scope
         new._attach(None, scope)

@@ -50,7 +50,7 @@ def call_method(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict
     if not interceptors:
         return fun(module, *args, **kwargs)
     call = functools.partial(fun, module)
-    info = InterceptorContext(module, name, fun)
+    info = InterceptorContext(module, name, call)
     for interceptor in reversed(interceptors):
         call = functools.partial(_through, interceptor, call, info)
     return call(*args, **kwargs)

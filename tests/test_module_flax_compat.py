@@ -251,3 +251,69 @@ def test_method_argument_errors_subclass_what_flax_raises():
     with pytest.raises(AttributeError, match="missing_method"):
         Foo().apply({}, method="missing_method")
     assert isinstance(Foo().apply({}, method=lambda m: m), Foo)
+
+
+def test_interceptor_context_orig_method_is_bound_to_the_module():
+    class Identity(nn.Module):
+        def __call__(self, x):
+            return x
+
+    module = Identity()
+    seen = []
+
+    def add_one(next_fun, args, kwargs, ctx):
+        seen.append((ctx.module, ctx.orig_method(3)))
+        return next_fun(*args, **kwargs) + 1
+
+    with nn.intercept_methods(add_one):
+        assert module(1) == 2
+    assert seen == [(module, 3)] and module(1) == 1
+
+
+def test_init_of_a_bound_submodule_gives_its_own_variables():
+    class Baz(nn.Module):
+        def setup(self):
+            self.b = self.param("b", lambda k: jnp.ones(()))
+
+        def __call__(self, x):
+            return x + self.b
+
+    class Bar(nn.Module):
+        baz: nn.Module
+
+        def __call__(self, x):
+            return self.baz(x)
+
+    class Foo(nn.Module):
+        def setup(self):
+            self.bar = Bar(baz=Baz())
+
+        def __call__(self, x):
+            return self.bar.init_with_output(KEY, x)
+
+    (y, bar_vars), variables = Foo().init_with_output(KEY, X)
+    assert shapes(bar_vars) == {"params": {"baz": {"b": ()}}}
+    assert "params" not in variables
+
+
+def test_dir_runs_setup_and_a_module_without_call_says_so():
+    class A(nn.Module):
+        def setup(self):
+            self.d = nn.Dense(2)
+
+        def __call__(self, x):
+            return self.d(x)
+
+    bound = A().bind(A().init(KEY, X))
+    assert "d" in dir(bound)
+
+    class NoCall(nn.Module):
+        pass
+
+    with pytest.raises(AttributeError, match='"NoCall" object has no attribute "__call__"'):
+        NoCall().init(KEY)
+
+
+def test_missing_rng_stream_is_an_invalid_rng_error():
+    with pytest.raises(errors.InvalidRngError, match="'params'"):
+        nn.Dense(2).init({"other": KEY}, X)

@@ -188,16 +188,14 @@ class InvalidInstanceModuleError(MinilinenError, TypeError):
     """A Module method called on the class instead of an instance."""
 
 
-class MultipleMethodsCompactError(MinilinenError, ValueError):
-    """Kept for Flax's name: like Flax 0.12, minilinen allows several @compact methods."""
-
-
 class NotInMinilinenError(MinilinenError, AttributeError):
-    """Kept for Flax's names of features minilinen does not have (nnx, cursor)."""
+    """Kept for Flax's names of what minilinen does not have or raise (nnx, cursor, and
+    MultipleMethodsCompactError: like Flax 0.12, minilinen allows several @compact methods)."""
 
 
 FlaxError = MinilinenError
 TraceContextError = CursorFindError = TraverseTreeError = NotInMinilinenError
+MultipleMethodsCompactError = NotInMinilinenError
 ApplyScopeInvalidVariablesTypeError = ApplyScopeInvalidVariablesStructureError = ApplyVariablesError
 ScopeParamNotFoundError = ParamNotFoundError
 ScopeParamShapeError = ParamShapeError

@@ -41,10 +41,6 @@ _UNSPECIFIED = _Unspecified()
 # init() writes every collection except intermediates unless asked to capture them.
 _DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
-_TABULATE_OPTIONS = frozenset(
-    "depth show_repeated mutable console_kwargs table_kwargs column_kwargs compute_flops "
-    "compute_vjp_flops".split()
-)
 # Names of Module's own API: never wrapped as user methods.
 _RESERVED = frozenset(
     "param variable init init_with_output apply bind unbind clone setup sow make_rng has_rng "
@@ -65,29 +61,36 @@ def nowrap(fun: Callable) -> Callable:
     return fun
 
 
-def _given_fields(module: Module) -> dict:
-    """``module``'s field values with the submodules it adopted unbound again (deep
-    copies), as given before binding: lifted transforms re-adopt them inside."""
+def _given_fields(module: Module, cache: Any = True, reset_names: bool = True) -> dict:
+    """``module``'s field values with the submodules it holds replaced by unbound deep
+    copies (one copy per instance, so sharing is kept). Only those it adopted when
+    ``cache`` is True: the fields as given, for a lifted transform to re-adopt inside."""
+    adopted_only, cache = cache is True, {} if cache is True else cache
+
+    def fresh(m: Module, _: str) -> Module:
+        if adopted_only and m.parent is not module:
+            return m
+        if id(m) not in cache:
+            name = None if reset_names else m.name
+            cache[id(m)] = m.clone(_deep_clone=cache, _reset_names=reset_names, name=name)
+        return cache[id(m)]
+
     fields = module.__dict__
-    detach = lambda m, _: m.clone(_deep_clone=True, name=None) if m.parent is module else m  # noqa: E731
     return {
-        f: _map_modules(fields[f], detach) if _holds_modules(fields[f]) else fields[f]
+        f: _map_modules(fields[f], fresh) if _holds_modules(fields[f]) else fields[f]
         for f in module._field_names
     }
 
 
 class _ModuleState:
-    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname", "adopted", "misplaced")
+    # Class-level defaults: a fresh state costs one dict. ``misplaced``: made in a plain
+    # method of a bound module, an error once assigned or called. ``adopted``: outside
+    # modules adopted so far, by id, so one instance in two fields stays shared.
+    setup_done = in_setup = in_compact = misplaced = False
+    adopted: dict[int, Module] | None = None
 
     def __init__(self):
-        self.setup_done = False
-        self.in_setup = False
-        self.in_compact = False
         self.autoname: dict[str, int] = {}
-        # Outside modules adopted so far, by id: one instance in two fields stays shared.
-        self.adopted: dict[int, Module] | None = None
-        # Made in a plain method of a bound module: an error once assigned or called.
-        self.misplaced = False
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
@@ -113,7 +116,6 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
         return _run_method(self, fun, name, args, kwargs)
 
     wrapped.method_handler_wrapped = True
-    wrapped.inner = fun
     return wrapped
 
 
@@ -189,8 +191,7 @@ class Module:
             )
         inherited = getattr(cls, "__dataclass_fields__", {})
         if "parent" not in inherited:
-            own["parent"] = Any
-            own["name"] = Any
+            own.update(parent=Any, name=Any)
             cls.parent = dataclasses.field(
                 default=_UNSPECIFIED, kw_only=True, repr=False, compare=False, hash=False
             )
@@ -340,16 +341,15 @@ class Module:
                 f"{type(self).__name__} overrides __post_init__ without calling "
                 "super().__post_init__(); add that call."
             )
-        for klass in type(self).__mro__:
-            attribute = klass.__dict__.get(name)
-            if hasattr(attribute, "__get__") and not inspect.isfunction(attribute):
-                try:  # a property or descriptor raised AttributeError: say so
-                    return attribute.__get__(self, type(self))
-                except AttributeError as e:
-                    raise errors.DescriptorAttributeError(
-                        f"Trying to access a property that raised AttributeError: "
-                        f"{type(self).__name__}.{name} raised '{e}'."
-                    ) from e
+        attribute = inspect.getattr_static(type(self), name, None)
+        if hasattr(attribute, "__get__") and not inspect.isfunction(attribute):
+            try:  # a property or descriptor raised AttributeError: say so
+                return attribute.__get__(self, type(self))
+            except AttributeError as e:
+                raise errors.DescriptorAttributeError(
+                    f"Trying to access a property that raised AttributeError: "
+                    f"{type(self).__name__}.{name} raised '{e}'."
+                ) from e
         state = self.__dict__.get("_state")
         if state is not None and self.scope is not None and not state.setup_done:
             self._try_setup()
@@ -504,19 +504,10 @@ class Module:
         ``_deep_clone`` also copies the submodules held in fields (unbound; sharing
         kept), ``_reset_names`` drops their names too.
         """
-        attrs = {f: self.__dict__[f] for f in self._field_names}
-        if _deep_clone is not False:
-            cache = {} if _deep_clone is True else _deep_clone
-
-            def fresh(m: Module, _: str) -> Module:
-                if id(m) not in cache:
-                    name = None if _reset_names else m.name
-                    cache[id(m)] = m.clone(_deep_clone=cache, _reset_names=_reset_names, name=name)
-                return cache[id(m)]
-
-            for f, value in attrs.items():
-                if _holds_modules(value):
-                    attrs[f] = _map_modules(value, fresh)
+        if _deep_clone is False:
+            attrs = {f: self.__dict__[f] for f in self._field_names}
+        else:
+            attrs = _given_fields(self, {} if _deep_clone is True else _deep_clone, _reset_names)
         attrs["name"] = self.name
         attrs.update(updates)
         return type(self)(parent=parent, **attrs)
@@ -601,19 +592,13 @@ class Module:
         variables = self.variables
         return self.clone(name=None, _deep_clone=True, _reset_names=True), variables
 
-    def module_paths(
-        self,
-        rngs: Any,
-        *args: Any,
-        show_repeated: bool = False,
-        mutable: Any = _DEFAULT_INIT_MUTABLE,
-        **kwargs: Any,
-    ) -> dict[str, Module]:
+    def module_paths(self, rngs: Any, *args: Any, **kwargs: Any) -> dict[str, Module]:
         """Every module called by an (abstract) ``init``, as unbound copies keyed by
         '/'-joined path ('' is this module), in the order their calls began."""
         from minilinen.summary import _trace  # the summary sits above; see tabulate
 
-        del show_repeated  # the keys are paths: repeated calls land on one entry
+        kwargs.pop("show_repeated", None)  # the keys are paths: repeats land on one entry
+        mutable = kwargs.pop("mutable", _DEFAULT_INIT_MUTABLE)
         calls, _ = _trace(self, rngs, mutable, args, kwargs, keep_seen=False)
         return {"/".join(call.path): call.module.copy(parent=None) for call in calls}
 
@@ -623,5 +608,5 @@ class Module:
         # Imported here: the summary sits above the module system and imports it.
         from minilinen.summary import tabulate
 
-        options = {k: kwargs.pop(k) for k in _TABULATE_OPTIONS & set(kwargs)}
+        options = {k: kwargs.pop(k) for k in inspect.signature(tabulate).parameters & kwargs.keys()}
         return tabulate(self, rngs, **options)(*args, **kwargs)

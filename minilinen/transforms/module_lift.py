@@ -165,7 +165,7 @@ def call_on_inner(
     out = fn(inner, *args, **kwargs)
     for leaf in jax.tree_util.tree_leaves(out, is_leaf=lambda x: isinstance(x, Module)):
         if isinstance(leaf, (Module, Variable)):
-            raise errors.TransformError(
+            raise errors.TransformedMethodReturnValueError(
                 f"The transformed method '{name}' returned a {type(leaf).__name__}; a lifted "
                 "transform can only return arrays and pytrees of arrays."
             )

@@ -19,21 +19,15 @@ __all__ = ["resolve_method", "capture_filter", "check_rngs", "collections_for"]
 def resolve_method(module: Any, method: Any, module_type: type) -> Callable:
     """The function ``fn(module, *args)`` that init/apply runs for ``method=``."""
     cls = type(module)
-    if method is None:
-        method = cls.__call__
-        if getattr(method, "__self__", None) is cls:  # type.__call__: no __call__ defined
-            raise errors.ModuleAttributeError(
-                f'"{cls.__name__}" object has no attribute "__call__"'
-            )
-        return method
-    if isinstance(method, str):
-        name, fields = method, module.__dict__
-        if isinstance(fields.get(name), module_type):  # a submodule field: Flax calls it
+    if method is None or isinstance(method, str):
+        name = method or "__call__"
+        method = getattr(cls, name, module.__dict__.get(name))
+        if isinstance(method, module_type):  # a submodule field: Flax calls it
             return lambda m, *args, **kwargs: getattr(m, name)(*args, **kwargs)
-        method = getattr(cls, name, fields.get(name))
-        if method is None:
+        if method is None or getattr(method, "__self__", None) is cls:  # or type.__call__
             raise errors.ModuleAttributeError(
-                f"{cls.__name__} has no method '{name}' to call in init/apply."
+                f'"{cls.__name__}" object has no attribute "{name}" (no method \'{name}\' to '
+                "call in init/apply)."
             )
         if not callable(method):
             raise errors.ApplyModuleInvalidMethodError(

@@ -198,13 +198,11 @@ class Module:
             cls.name = dataclasses.field(default=None, kw_only=True)
         cls.__annotations__ = own
         for attr, value in list(cls.__dict__.items()):
-            if not inspect.isfunction(value) or getattr(value, "nowrap", False):
-                continue
+            plain = inspect.isfunction(value) and not hasattr(value, "nowrap")
             if attr in own or attr in _RESERVED or (attr.startswith("__") and attr != "__call__"):
                 continue
-            if getattr(value, "method_handler_wrapped", False):
-                continue
-            setattr(cls, attr, _wrap_method(value, attr))
+            if plain and not getattr(value, "method_handler_wrapped", False):
+                setattr(cls, attr, _wrap_method(value, attr))
         dataclasses.dataclass(
             cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False, kw_only=kw_only
         )

@@ -310,8 +310,7 @@ class Scope:
             )
         # Flax names the case where this scope holds no params at all.
         absent = self._collection("params") is None
-        cls = errors.ScopeCollectionNotFound if absent else errors.ParamNotFoundError
-        return cls(
+        return (errors.ScopeCollectionNotFound if absent else errors.ParamNotFoundError)(
             f"Could not find parameter '{name}' in module '{self.path_text}' (collection "
             f"'params').{hint} To create parameters call init(), or apply() with "
             "mutable=['params']."

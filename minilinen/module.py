@@ -84,10 +84,8 @@ def _given_fields(module: Module, cache: Any = True, reset_names: bool = True) -
 
 class _ModuleState:
     # Class-level defaults: a fresh state costs one dict. ``misplaced``: made in a plain
-    # method of a bound module, an error once assigned or called. ``adopted``: outside
-    # modules adopted so far, by id, so one instance in two fields stays shared.
+    # method of a bound module, an error once assigned or called.
     setup_done = in_setup = in_compact = misplaced = False
-    adopted: dict[int, Module] | None = None
 
     def __init__(self):
         self.autoname: dict[str, int] = {}
@@ -294,9 +292,9 @@ class Module:
 
     def _adopt(self, attr: str, value: Any) -> Any:
         """Names and binds the submodules held by ``attr`` (in setup or a field)."""
-        adopted = self._state.adopted
-        if adopted is None:
-            adopted = self._state.adopted = {}
+        # Outside modules adopted in this call, by id: as in Flax, one instance held by
+        # several modules of the tree (or twice by one) stays one shared submodule.
+        adopted = self.scope.frame.adopted
 
         def adopt(module: Module, suffix: str) -> Module:
             if module.parent is None:

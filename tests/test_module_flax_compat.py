@@ -317,3 +317,32 @@ def test_dir_runs_setup_and_a_module_without_call_says_so():
 def test_missing_rng_stream_is_an_invalid_rng_error():
     with pytest.raises(errors.InvalidRngError, match="'params'"):
         nn.Dense(2).init({"other": KEY}, X)
+
+
+def test_outside_module_held_by_two_modules_is_one_submodule():
+    class A(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2, use_bias=False)(x)
+
+    class B(nn.Module):
+        a: nn.Module
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2, use_bias=False)(x) + self.a(x)
+
+    class C(nn.Module):
+        a: nn.Module
+        b: nn.Module
+
+        @nn.compact
+        def __call__(self, x):
+            return self.b(x) + self.a(x)
+
+    a = A()
+    params = C(a, B(a)).init(KEY, X)["params"]  # Flax: b's `a` is c's `a`, stored once
+    assert shapes(params) == {
+        "a": {"Dense_0": {"kernel": (2, 2)}},
+        "b": {"Dense_0": {"kernel": (2, 2)}},
+    }

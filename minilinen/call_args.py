@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,20 +16,33 @@ from minilinen.core.scope import DenyList, in_filter
 __all__ = ["resolve_method", "capture_filter", "check_rngs", "collections_for", "merge_param"]
 
 
-def resolve_method(cls: type, method: Any) -> Callable:
-    if method is None:
-        method = "__call__"
-    if isinstance(method, str):
-        fn = getattr(cls, method, None)
-        if fn is None or not callable(fn):
+def resolve_method(module: Any, method: Any, module_type: type) -> Callable:
+    """The function ``fn(module, *args)`` that init/apply runs for ``method=``."""
+    cls = type(module)
+    if method is None or isinstance(method, str):
+        name = method or "__call__"
+        method = getattr(cls, name, module.__dict__.get(name))
+        if isinstance(method, module_type):  # a submodule field: Flax calls it
+            return lambda m, *args, **kwargs: getattr(m, name)(*args, **kwargs)
+        if method is None or getattr(method, "__self__", None) is cls:  # or type.__call__
             raise errors.ModuleAttributeError(
-                f"{cls.__name__} has no method '{method}' to call in init/apply."
+                f'"{cls.__name__}" object has no attribute "{name}" (no method \'{name}\' to '
+                "call in init/apply)."
             )
-        return fn
-    if callable(method):
+        if not callable(method):
+            raise errors.ApplyModuleInvalidMethodError(
+                f"method='{name}': '{cls.__name__}.{name}' must be a callable, not "
+                f"{type(method).__name__}."
+            )
         return method
-    raise errors.ApplyVariablesError(
-        f"method must be a method name or a function, got {type(method).__name__}."
+    if inspect.ismethod(method) and isinstance(method.__self__, module_type):
+        return method.__func__  # model.encode: Flax runs it on the bound copy
+    code = getattr(method, "__code__", None)
+    if callable(method) and not (code and code.co_argcount == 0 and not code.co_flags & 4):
+        return method
+    raise errors.ApplyModuleInvalidMethodError(
+        f"Cannot call apply(): method={method!r} must be a method name, or a function "
+        "taking the module as its first argument."
     )
 
 

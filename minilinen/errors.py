@@ -50,12 +50,12 @@ class InvalidNameError(MinilinenError, ValueError):
     """A submodule or variable name that cannot be used (not a str, or has '/')."""
 
 
-class RngStreamMissingError(MinilinenError, ValueError):
-    """``make_rng(name)`` with no such stream (and no 'params' to fall back on)."""
-
-
-class InvalidRngError(MinilinenError, TypeError):
+class InvalidRngError(MinilinenError, ValueError):
     """``rngs`` that are not PRNG keys (or a dict of them)."""
+
+
+class RngStreamMissingError(InvalidRngError):
+    """``make_rng(name)`` with no such stream (and no 'params' to fall back on)."""
 
 
 class ScopeInvalidatedError(MinilinenError, RuntimeError):
@@ -73,7 +73,7 @@ class ModuleAttributeError(MinilinenError, AttributeError):
     """A module attribute or method that does not exist."""
 
 
-class UnboundModuleError(MinilinenError, AttributeError):
+class UnboundModuleError(MinilinenError, ValueError):
     """Calling something that needs variables on a module outside init/apply."""
 
 
@@ -170,9 +170,70 @@ class MergeParamError(MinilinenError, ValueError):
     """An argument given both to a layer's constructor and its call, or to neither."""
 
 
+# --- Flax's names ---------------------------------------------------------
+# Every class of flax.errors, so ``except flax.errors.X`` keeps working under
+# install_as_flax(): an alias where one of ours is raised in Flax's situation.
+
+
+class ScopeCollectionNotFound(ParamNotFoundError, VariableNotFoundError):
+    """A variable is read from a collection the given variables do not hold at all."""
+
+
+class ApplyModuleInvalidMethodError(ApplyVariablesError):
+    """``method=`` that is neither a method name nor a function taking the module."""
+
+
+class DescriptorAttributeError(ModuleAttributeError):
+    """A property of a module raised ``AttributeError`` (re-raised so it is not swallowed)."""
+
+
+class SetAttributeInModuleSetupError(MinilinenError, ValueError):
+    """Assigning a dataclass field of a module inside its own ``setup``."""
+
+
+class PartitioningUnspecifiedError(TransformError):
+    """A Partitioned variable mapped over by scan/vmap without ``nn.PARTITION_NAME``."""
+
+
+class TransformedMethodReturnValueError(TransformError):
+    """A transformed method returned a Module, which cannot leave the transform."""
+
+
 class LazyInitError(MinilinenError, ValueError):
-    """``lazy_init`` asked for a variable computed from an input given only as a shape."""
+    """``lazy_init`` needed the value of an input given only as a shape."""
 
 
 class TransformNotSupportedError(MinilinenError, NotImplementedError):
     """A lifted-transform option that Flax and JAX no longer support (e.g. reduce_axes)."""
+
+
+class IncorrectPostInitOverrideError(MinilinenError, AttributeError):
+    """A Module subclass overrides ``__post_init__`` without calling ``super().__post_init__()``."""
+
+
+class InvalidInstanceModuleError(MinilinenError, TypeError):
+    """A Module method called on the class instead of an instance."""
+
+
+class NotInMinilinenError(MinilinenError, AttributeError):
+    """Kept for Flax's names of what minilinen does not have or raise (nnx, cursor, and
+    MultipleMethodsCompactError: like Flax 0.12, minilinen allows several @compact methods)."""
+
+
+FlaxError = MinilinenError
+TraceContextError = CursorFindError = TraverseTreeError = NotInMinilinenError
+MultipleMethodsCompactError = NotInMinilinenError
+ApplyScopeInvalidVariablesTypeError = ApplyScopeInvalidVariablesStructureError = ApplyVariablesError
+ScopeParamNotFoundError = ParamNotFoundError
+ScopeParamShapeError = ParamShapeError
+ScopeVariableNotFoundError = VariableNotFoundError
+InvalidScopeError = ScopeInvalidatedError
+ModifyScopeVariableError = ImmutableVariableError = CollectionNotMutableError
+JaxTransformError = TransformTargetError = TransformError
+AssignSubModuleError = SubmoduleOutsideSetupOrCompactError
+ReservedModuleAttributeError = ModuleFieldError
+CallCompactUnboundModuleError = CallSetupUnboundModuleError = UnboundModuleError
+CallUnbindOnUnboundModuleError = CallShareScopeOnUnboundModuleError = UnboundModuleError
+MPACheckpointingRequiredError = MPARestoreTargetRequiredError = CheckpointError
+MPARestoreDataCorruptedError = CorruptCheckpointError
+AlreadyExistsError = InvalidCheckpointError

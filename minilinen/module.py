@@ -25,7 +25,7 @@ from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import DenyList, Frame, Scope
 from minilinen.functional import lazy_init as _lazy_init
-from minilinen.module_context import InterceptorContext, context, intercept_methods, run_intercepted
+from minilinen.module_context import InterceptorContext, call_method, context, intercept_methods
 from minilinen.variables import Variable
 
 __all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorContext"]
@@ -35,6 +35,9 @@ class _Unspecified:
     def __repr__(self) -> str:
         return "_unspecified_parent"
 
+    def __reduce__(self) -> str:  # copies and (cloud)pickles are this one instance
+        return "_UNSPECIFIED"
+
 
 _UNSPECIFIED = _Unspecified()
 # init() writes every collection except intermediates unless asked to capture them.
@@ -42,27 +45,9 @@ _DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
 # Names of Module's own API: never wrapped as user methods.
 _RESERVED = frozenset(
-    {
-        "param",
-        "variable",
-        "init",
-        "init_with_output",
-        "apply",
-        "bind",
-        "unbind",
-        "clone",
-        "setup",
-        "sow",
-        "make_rng",
-        "has_rng",
-        "has_variable",
-        "get_variable",
-        "put_variable",
-        "is_initializing",
-        "is_mutable_collection",
-        "tabulate",
-        "perturb",
-    }
+    "param variable init init_with_output apply bind unbind clone setup sow make_rng has_rng "
+    "has_variable get_variable put_variable is_initializing is_mutable_collection tabulate "
+    "perturb copy module_paths".split()
 )
 
 
@@ -78,16 +63,34 @@ def nowrap(fun: Callable) -> Callable:
     return fun
 
 
+def _given_fields(module: Module, cache: Any = True, reset_names: bool = True) -> dict:
+    """``module``'s field values with the submodules it holds replaced by unbound deep
+    copies (one copy per instance, so sharing is kept). Only those it adopted when
+    ``cache`` is True: the fields as given, for a lifted transform to re-adopt inside."""
+    adopted_only, cache = cache is True, {} if cache is True else cache
+
+    def fresh(m: Module, _: str) -> Module:
+        if adopted_only and m.parent is not module:
+            return m
+        if id(m) not in cache:
+            name = None if reset_names else m.name
+            cache[id(m)] = m.clone(_deep_clone=cache, _reset_names=reset_names, name=name)
+        return cache[id(m)]
+
+    fields = module.__dict__
+    return {
+        f: _map_modules(fields[f], fresh) if _holds_modules(fields[f]) else fields[f]
+        for f in module._field_names
+    }
+
+
 class _ModuleState:
-    __slots__ = ("setup_done", "in_setup", "in_compact", "autoname", "adopted")
+    # Class-level defaults: a fresh state costs one dict. ``misplaced``: made in a plain
+    # method of a bound module, an error once assigned or called.
+    setup_done = in_setup = in_compact = misplaced = False
 
     def __init__(self):
-        self.setup_done = False
-        self.in_setup = False
-        self.in_compact = False
         self.autoname: dict[str, int] = {}
-        # Outside modules adopted so far, by id: one instance in two fields stays shared.
-        self.adopted: dict[int, Module] | None = None
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
@@ -95,26 +98,24 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
 
     @functools.wraps(fun)
     def wrapped(self: Module, *args: Any, **kwargs: Any) -> Any:
-        scope = self.scope
-        if scope is None:
+        if self.scope is None:
+            if self._state.misplaced:
+                raise errors.SubmoduleOutsideSetupOrCompactError(
+                    f"Submodule {type(self).__name__} was created in a plain method of "
+                    f"'{self.parent._path_text()}': create it in setup() or @nn.compact."
+                )
             if is_compact:
                 raise errors.UnboundModuleError(
                     f"Cannot call the @compact method '{type(self).__name__}.{name}' on an "
                     "unbound module. Use module.init(rng, ...) or module.apply(variables, "
                     "...), or module.bind(variables) for interactive use."
                 )
-            return fun(self, *args, **kwargs)
-        state = self._state
-        if not state.setup_done:
+            return call_method(self, name, fun, args, kwargs)
+        if not self._state.setup_done:
             self._try_setup()
-        if context.interceptors:
-            return run_intercepted(
-                self, name, fun, lambda *a, **kw: _run_method(self, fun, name, a, kw), args, kwargs
-            )
         return _run_method(self, fun, name, args, kwargs)
 
     wrapped.method_handler_wrapped = True
-    wrapped.inner = fun
     return wrapped
 
 
@@ -129,7 +130,7 @@ def _run_method(self: Module, fun: Callable, name: str, args: tuple, kwargs: dic
     if is_compact:
         state.in_compact = True
     try:
-        out = fun(self, *args, **kwargs)
+        out = call_method(self, name, fun, args, kwargs)
     finally:
         stack.pop()
         if is_compact and not reentrant:
@@ -164,12 +165,22 @@ def _holds_modules(value: Any) -> bool:
     return False
 
 
+def _check_instance(module: Any) -> None:
+    if not isinstance(module, Module):
+        raise errors.InvalidInstanceModuleError(
+            "init/apply/bind was called on the class, not an instance: write "
+            f"Model().init(...), not Model.init(...) (got {type(module).__name__})."
+        )
+    if "_state" not in module.__dict__:
+        module._state  # noqa: B018 (raises IncorrectPostInitOverrideError)
+
+
 class Module:
     """Base class of all layers and models (subclasses are dataclasses)."""
 
     scope: Scope | None = None
 
-    def __init_subclass__(cls, **kwargs: Any):
+    def __init_subclass__(cls, kw_only: bool = False, **kwargs: Any):
         super().__init_subclass__(**kwargs)
         own = dict(cls.__dict__.get("__annotations__", {}))
         clash = {"parent", "name", "scope"} & set(own)
@@ -180,22 +191,21 @@ class Module:
             )
         inherited = getattr(cls, "__dataclass_fields__", {})
         if "parent" not in inherited:
-            own["parent"] = Any
-            own["name"] = Any
+            own.update(parent=Any, name=Any)
             cls.parent = dataclasses.field(
                 default=_UNSPECIFIED, kw_only=True, repr=False, compare=False, hash=False
             )
             cls.name = dataclasses.field(default=None, kw_only=True)
         cls.__annotations__ = own
         for attr, value in list(cls.__dict__.items()):
-            if not inspect.isfunction(value) or getattr(value, "nowrap", False):
-                continue
+            plain = inspect.isfunction(value) and not hasattr(value, "nowrap")
             if attr in own or attr in _RESERVED or (attr.startswith("__") and attr != "__call__"):
                 continue
-            if getattr(value, "method_handler_wrapped", False):
-                continue
-            setattr(cls, attr, _wrap_method(value, attr))
-        dataclasses.dataclass(cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False)
+            if plain and not getattr(value, "method_handler_wrapped", False):
+                setattr(cls, attr, _wrap_method(value, attr))
+        dataclasses.dataclass(
+            cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False, kw_only=kw_only
+        )
         cls._field_names = tuple(
             f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")
         )
@@ -213,7 +223,7 @@ class Module:
         if parent is None:
             return
         if isinstance(parent, Scope):
-            object.__setattr__(self, "scope", parent)
+            self._attach(None, parent)
             return
         if not isinstance(parent, Module):
             raise errors.ModuleFieldError(
@@ -223,29 +233,34 @@ class Module:
         pstate = parent._state
         if pstate.in_setup:
             if self.name is not None:  # otherwise named when assigned to an attribute
-                self._bind_child_of(parent, self.name)
+                self._attach(parent, parent.scope)
             return
         if pstate.in_compact:
-            name = self.name
-            if name is None:
+            if self.name is None:
                 prefix = type(self).__name__
                 count = pstate.autoname.get(prefix, 0)
                 pstate.autoname[prefix] = count + 1
-                name = f"{prefix}_{count}"
-                object.__setattr__(self, "name", name)
-            self._bind_child_of(parent, name)
-            return
-        if parent.scope is None:
-            return
-        raise errors.SubmoduleOutsideSetupOrCompactError(
-            f"Submodule {type(self).__name__} is created in a method of "
-            f"'{parent._path_text()}' that is neither setup() nor marked @nn.compact. "
-            "Define submodules in setup(), or decorate the method with @nn.compact."
-        )
+                object.__setattr__(self, "name", f"{prefix}_{count}")
+            self._attach(parent, parent.scope)
+        elif parent.scope is not None:
+            # Raised once it is assigned (naming the attribute) or called.
+            self._state.misplaced = True
 
-    def _bind_child_of(self, parent: Module, name: str) -> None:
-        if parent.scope is not None:
-            object.__setattr__(self, "scope", parent.scope.push(name))
+    def _attach(self, parent: Module | None, scope: Scope | None) -> None:
+        """Binds this module to ``scope``'s child (its own name), or to ``scope`` itself
+        when ``parent`` is None; then adopts the submodules its fields hold, as Flax
+        does eagerly, so ``self.seq.layers[0]`` is bound when reached through a field."""
+        if scope is None:
+            return
+        if parent is not None:
+            object.__setattr__(self, "parent", parent)
+            scope = scope.push(self.name)
+        object.__setattr__(self, "scope", scope)
+        fields = self.__dict__
+        for field_name in self._field_names:
+            value = fields[field_name]
+            if isinstance(value, (Module, list, tuple, Mapping)) and _holds_modules(value):
+                fields[field_name] = self._adopt(field_name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         state = self.__dict__.get("_state")
@@ -253,13 +268,23 @@ class Module:
             object.__setattr__(self, name, value)
             return
         if state.in_setup:
-            if _holds_modules(value):
+            if name in self._field_names:
+                raise errors.SetAttributeInModuleSetupError(
+                    f"Cannot set the field '{name}' of {type(self).__name__} in setup(): "
+                    "fields are set when the module is constructed. Use another attribute "
+                    "name, or pass the value as an argument."
+                )
+            if isinstance(value, (Module, list, tuple, Mapping)):  # frozen, as in Flax
                 value = self._adopt(name, value)
-            elif isinstance(value, (list, dict)):
-                value = _map_modules(value, lambda m, s: m)
             object.__setattr__(self, name, value)
             return
         if self.scope is not None:
+            if _holds_modules(value):
+                raise errors.SubmoduleOutsideSetupOrCompactError(
+                    f"Cannot assign the submodule {type(value).__name__} to attribute '{name}' "
+                    f"of '{self._path_text()}' outside setup(): define it in setup() "
+                    f"(self.{name} = ...), or create it inline in an @nn.compact method."
+                )
             raise errors.SetAttributeFrozenModuleError(
                 f"Cannot set attribute '{name}' of module '{self._path_text()}' "
                 f"({type(self).__name__}) outside setup(): a bound module is frozen. "
@@ -269,21 +294,21 @@ class Module:
 
     def _adopt(self, attr: str, value: Any) -> Any:
         """Names and binds the submodules held by ``attr`` (in setup or a field)."""
-        adopted = self._state.adopted
-        if adopted is None:
-            adopted = self._state.adopted = {}
+        # Outside modules adopted in this call, by id: as in Flax, one instance held by
+        # several modules of the tree (or twice by one) stays one shared submodule.
+        adopted = self.scope.frame.adopted
 
         def adopt(module: Module, suffix: str) -> Module:
             if module.parent is None:
                 # A module built outside (e.g. passed as a field): clone it into this
                 # tree, keeping sharing between references to the same instance.
                 key = id(module)
-                if key not in adopted:
-                    adopted[key] = module.clone(parent=self, name=f"{attr}{suffix}")
-                return adopted[key]
-            if module.parent is self and module.name is None:
+                if key in adopted:
+                    return adopted[key]
+                module = adopted[key] = module.clone(name=None)
+            if module.name is None:  # not yet named by its creator: named by attachment
                 object.__setattr__(module, "name", f"{attr}{suffix}")
-                module._bind_child_of(self, module.name)
+                module._attach(self, self.scope)
             return module
 
         return _map_modules(value, adopt)
@@ -296,13 +321,8 @@ class Module:
         stack = context.stack
         stack.append(self)
         try:
-            fields = self.__dict__
-            for field_name in self._field_names:
-                value = fields[field_name]
-                if isinstance(value, (Module, list, tuple, Mapping)) and _holds_modules(value):
-                    object.__setattr__(self, field_name, self._adopt(field_name, value))
             if self._has_setup:
-                self.setup()
+                call_method(self, "setup", type(self).setup, (), {})
         finally:
             stack.pop()
             state.in_setup = False
@@ -312,11 +332,22 @@ class Module:
         """Override to define submodules and variables; runs lazily once bound."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_state", "scope"):
+        if name.startswith("__") or name == "scope":
             raise AttributeError(name)
-        attribute = getattr(type(self), name, None)
-        if isinstance(attribute, property):  # let the property's own error through
-            return attribute.fget(self)
+        if name in ("_state", "_field_names"):
+            raise errors.IncorrectPostInitOverrideError(
+                f"{type(self).__name__} overrides __post_init__ without calling "
+                "super().__post_init__(); add that call."
+            )
+        attribute = inspect.getattr_static(type(self), name, None)
+        if hasattr(attribute, "__get__") and not inspect.isfunction(attribute):
+            try:  # a property or descriptor raised AttributeError: say so
+                return attribute.__get__(self, type(self))
+            except AttributeError as e:
+                raise errors.DescriptorAttributeError(
+                    f"Trying to access a property that raised AttributeError: "
+                    f"{type(self).__name__}.{name} raised '{e}'."
+                ) from e
         state = self.__dict__.get("_state")
         if state is not None and self.scope is not None and not state.setup_done:
             self._try_setup()
@@ -332,6 +363,7 @@ class Module:
         raise errors.ModuleAttributeError(f'"{cls}" object has no attribute "{name}".')
 
     def __dir__(self) -> list[str]:
+        self._try_setup()  # setup's attributes are part of a bound module
         return sorted(set(super().__dir__()) | set(self.__dict__))
 
     def __repr__(self) -> str:
@@ -349,8 +381,8 @@ class Module:
         scope = self.scope
         if scope is None:
             raise errors.UnboundModuleError(
-                f"{type(self).__name__}.{what}() needs a bound module: call it inside "
-                "init()/apply(), or on module.bind(variables)."
+                f"{type(self).__name__}.{what}() was called on an unbound module: call it "
+                "inside init()/apply(), or on module.bind(variables)."
             )
         return scope
 
@@ -393,7 +425,8 @@ class Module:
         if not scope.has_variable(col, name):
             if not scope.is_mutable_collection(col) or init_fn is None:
                 why = "no init_fn was given" if init_fn is None else f"'{col}' is immutable"
-                raise errors.VariableNotFoundError(
+                absent = scope._collection(col) is None  # Flax's ScopeCollectionNotFound
+                raise (errors.ScopeCollectionNotFound if absent else errors.VariableNotFoundError)(
                     f"No variable '{col}/{name}' in module '{scope.path_text}', and it cannot "
                     f"be created here: {why}. Pass the '{col}' collection in the variables "
                     f"given to apply(), or make it mutable (mutable=['{col}'])."
@@ -453,33 +486,48 @@ class Module:
         if collection in scope.frame.variables:
             if not scope.has_variable(collection, name):
                 raise errors.VariableNotFoundError(
-                    f"The '{collection}' collection is present but has no '{name}' in module "
-                    f"'{scope.path_text}'. Re-create the perturbations with init()."
+                    f"Perturbation collection '{collection}' is present but has no '{name}' "
+                    f"in module '{scope.path_text}'. Re-create the perturbations with init()."
                 )
             value = jax.tree_util.tree_map(jnp.add, value, scope.get_variable(collection, name))
         return value
 
     # --- init / apply / bind --------------------------------------------
 
-    def clone(self, *, parent: Any = None, **updates: Any) -> Module:
-        """A copy with ``updates`` applied, unbound unless ``parent`` is given."""
-        attrs = {f: self.__dict__[f] for f in self._field_names}
+    def clone(
+        self, *, parent: Any = None, _deep_clone: Any = False, _reset_names: bool = False, **updates
+    ) -> Module:
+        """A copy with ``updates`` applied, unbound unless ``parent`` is given.
+
+        ``_deep_clone`` also copies the submodules held in fields (unbound; sharing
+        kept), ``_reset_names`` drops their names too.
+        """
+        if _deep_clone is False:
+            attrs = {f: self.__dict__[f] for f in self._field_names}
+        else:
+            attrs = _given_fields(self, {} if _deep_clone is True else _deep_clone, _reset_names)
         attrs["name"] = self.name
         attrs.update(updates)
         return type(self)(parent=parent, **attrs)
+
+    def copy(self, *, parent: Any = _UNSPECIFIED, name: str | None = None, **updates) -> Module:
+        """A deep copy with ``updates``; in a compact method it becomes a new child."""
+        return self.clone(parent=parent, name=name, _deep_clone=True, **updates)
 
     def _bound_to(self, scope: Scope) -> Module:
         new = object.__new__(type(self))
         fields = new.__dict__
         fields.update(self.__dict__)
+        if self.scope is not None:  # init/apply of a bound submodule: its own tree
+            fields.update(_given_fields(self))
         fields["_state"] = _ModuleState()
-        fields["scope"] = scope
         fields["parent"] = scope
+        new._attach(None, scope)
         return new
 
     def _run(self, frame: Frame, method: Any, args: tuple, kwargs: dict) -> Any:
         module = self._bound_to(Scope(frame))
-        fn = resolve_method(type(self), method)
+        fn = resolve_method(module, method, Module)
         try:
             return fn(module, *args, **kwargs)
         finally:
@@ -495,6 +543,7 @@ class Module:
         **kwargs: Any,
     ) -> tuple[Any, FrozenDict]:
         """Runs ``method`` creating variables; returns ``(output, variables)``."""
+        _check_instance(self)
         rngs = check_rngs(rngs, "init")
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame({}, rngs, mutable, {"initializing": True})
@@ -502,24 +551,10 @@ class Module:
         out = self._run(frame, method, args, kwargs)
         return out, FrozenDict._wrap(frame.mutated())
 
-    def init(
-        self,
-        rngs: Any,
-        *args: Any,
-        method: Any = None,
-        mutable: Any = _DEFAULT_INIT_MUTABLE,
-        capture_intermediates: bool | Callable = False,
-        **kwargs: Any,
-    ) -> FrozenDict:
-        """Initializes the module's variables from ``rngs`` and example inputs."""
-        return self.init_with_output(
-            rngs,
-            *args,
-            method=method,
-            mutable=mutable,
-            capture_intermediates=capture_intermediates,
-            **kwargs,
-        )[1]
+    def init(self, rngs: Any, *args: Any, **kwargs: Any) -> FrozenDict:
+        """Initializes the module's variables from ``rngs`` and example inputs (takes
+        ``init_with_output``'s ``method``, ``mutable`` and ``capture_intermediates``)."""
+        return Module.init_with_output(self, rngs, *args, **kwargs)[1]
 
     def lazy_init(
         self, rngs: Any, *args: Any, method: Any = None, mutable: Any = _DEFAULT_INIT_MUTABLE, **kw
@@ -539,6 +574,7 @@ class Module:
         **kwargs: Any,
     ) -> Any:
         """Runs ``method`` with ``variables``; returns ``out`` or ``(out, mutated)``."""
+        _check_instance(self)
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "apply"), mutable, {})
         frame.capture = capture
@@ -551,42 +587,31 @@ class Module:
         self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False
     ) -> Module:
         """A copy bound to ``variables`` for interactive use outside apply."""
+        _check_instance(self)
         frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "bind"), mutable)
-        frame.capture = None
         return self._bound_to(Scope(frame))
 
     def unbind(self) -> tuple[Module, FrozenDict]:
         """Returns ``(unbound copy, variables)`` of a bound module."""
+        self._require_scope("unbind")
         variables = self.variables
-        return self.clone(name=None), variables
+        return self.clone(name=None, _deep_clone=True, _reset_names=True), variables
 
-    def tabulate(
-        self,
-        rngs: Any,
-        *args: Any,
-        depth: int | None = None,
-        show_repeated: bool = False,
-        mutable: Any = _DEFAULT_INIT_MUTABLE,
-        console_kwargs: Mapping[str, Any] | None = None,
-        table_kwargs: Mapping[str, Any] | None = None,
-        column_kwargs: Mapping[str, Any] | None = None,
-        compute_flops: bool = False,
-        compute_vjp_flops: bool = False,
-        **kwargs: Any,
-    ) -> str:
-        """A table of every submodule call: shapes, variables and totals (see ``tabulate``)."""
+    def module_paths(self, rngs: Any, *args: Any, **kwargs: Any) -> dict[str, Module]:
+        """Every module called by an (abstract) ``init``, as unbound copies keyed by
+        '/'-joined path ('' is this module), in the order their calls began."""
+        from minilinen.summary import _trace  # the summary sits above; see tabulate
+
+        kwargs.pop("show_repeated", None)  # the keys are paths: repeats land on one entry
+        mutable = kwargs.pop("mutable", _DEFAULT_INIT_MUTABLE)
+        calls, _ = _trace(self, rngs, mutable, args, kwargs, keep_seen=False)
+        return {"/".join(call.path): call.module.copy(parent=None) for call in calls}
+
+    def tabulate(self, rngs: Any, *args: Any, **kwargs: Any) -> str:
+        """A table of every submodule call: shapes, variables and totals; takes the
+        options of ``nn.tabulate`` (depth, show_repeated, mutable, ...) by keyword."""
         # Imported here: the summary sits above the module system and imports it.
         from minilinen.summary import tabulate
 
-        return tabulate(
-            self,
-            rngs,
-            depth=depth,
-            show_repeated=show_repeated,
-            mutable=mutable,
-            console_kwargs=console_kwargs,
-            table_kwargs=table_kwargs or {},
-            column_kwargs=column_kwargs or {},
-            compute_flops=compute_flops,
-            compute_vjp_flops=compute_vjp_flops,
-        )(*args, **kwargs)
+        options = {k: kwargs.pop(k) for k in inspect.signature(tabulate).parameters & kwargs.keys()}
+        return tabulate(self, rngs, **options)(*args, **kwargs)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["context", "InterceptorContext", "intercept_methods", "run_intercepted"]
+__all__ = ["context", "InterceptorContext", "intercept_methods", "call_method"]
 
 
 class _Context(threading.local):
@@ -31,7 +31,7 @@ class InterceptorContext:
 
 class intercept_methods:
     """Context manager: ``interceptor(next_fun, args, kwargs, context)`` wraps every
-    module method call made inside it (used by ``tabulate``)."""
+    module method call made inside it, ``setup`` included (used by ``tabulate``)."""
 
     def __init__(self, interceptor: Callable):
         self.interceptor = interceptor
@@ -44,13 +44,14 @@ class intercept_methods:
         context.interceptors.remove(self.interceptor)
 
 
-def run_intercepted(
-    module: Any, name: str, fun: Callable, core: Callable, args: tuple, kwargs: dict
-) -> Any:
-    """Runs ``core`` (the method's real call) through every active interceptor."""
-    call = core
-    info = InterceptorContext(module, name, fun)
-    for interceptor in reversed(context.interceptors):
+def call_method(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict) -> Any:
+    """Calls ``fun(module, *args, **kwargs)`` through every active interceptor."""
+    interceptors = context.interceptors
+    if not interceptors:
+        return fun(module, *args, **kwargs)
+    call = functools.partial(fun, module)
+    info = InterceptorContext(module, name, call)
+    for interceptor in reversed(interceptors):
         call = functools.partial(_through, interceptor, call, info)
     return call(*args, **kwargs)
 

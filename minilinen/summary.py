@@ -117,6 +117,8 @@ def _trace(
     calls: list[_Call] = []
 
     def record(next_fun: Callable, a: tuple, kw: dict, ctx: InterceptorContext) -> Any:
+        if ctx.method_name == "setup" or ctx.module.scope is None:  # not calls, as in Flax
+            return next_fun(*a, **kw)
         call = _Call(
             path=tuple(ctx.module.path),
             # Unbound: a module inside a lifted transform holds the transform's tracers.

@@ -207,3 +207,109 @@ def test_using_a_module_after_its_apply_returned(mlp_variables):
     Leaky().apply({}, X)
     with pytest.raises(errors.ScopeInvalidatedError, match="after the init/apply"):
         leaked[0].put_variable("cache", "x", 1)
+
+
+def test_unbound_module_misuse_and_bad_rngs_are_value_errors_as_in_flax():
+    for call in (
+        lambda: MLP().make_rng("dropout"),
+        lambda: MLP().variables,
+        lambda: MLP().unbind(),
+        lambda: MLP()(X),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    with pytest.raises(errors.CallUnbindOnUnboundModuleError, match="unbind"):
+        MLP().unbind()
+    for rngs in (0, {"params": jnp.ones(3)}):
+        with pytest.raises(ValueError):
+            MLP().init(rngs, X)
+
+
+FLAX_ERROR_NAMES = """TraceContextError LazyInitError InvalidRngError
+ApplyScopeInvalidVariablesTypeError ApplyScopeInvalidVariablesStructureError
+ScopeParamNotFoundError ScopeCollectionNotFound ScopeParamShapeError
+ScopeVariableNotFoundError InvalidFilterError InvalidScopeError ModifyScopeVariableError
+ImmutableVariableError JaxTransformError PartitioningUnspecifiedError NameInUseError
+AssignSubModuleError SetAttributeInModuleSetupError SetAttributeFrozenModuleError
+MultipleMethodsCompactError ReservedModuleAttributeError ApplyModuleInvalidMethodError
+CallCompactUnboundModuleError CallSetupUnboundModuleError CallUnbindOnUnboundModuleError
+CallShareScopeOnUnboundModuleError InvalidInstanceModuleError IncorrectPostInitOverrideError
+DescriptorAttributeError InvalidCheckpointError MPACheckpointingRequiredError
+MPARestoreTargetRequiredError MPARestoreDataCorruptedError TransformedMethodReturnValueError
+TransformTargetError AlreadyExistsError CursorFindError TraverseTreeError FlaxError""".split()
+
+
+def test_every_flax_error_name_exists():
+    # The 39 classes of flax 0.12.8's flax/errors.py.
+    assert len(FLAX_ERROR_NAMES) == 39
+    for name in FLAX_ERROR_NAMES:
+        assert issubclass(getattr(errors, name), errors.MinilinenError), name
+
+
+def test_flax_error_names_catch_what_flax_raises_there(mlp_variables):
+    dense = nn.Dense(2)
+    variables = dense.init(KEY, X)
+    with pytest.raises(errors.ScopeParamShapeError):
+        dense.apply(variables, jnp.ones((2, 4)))
+    with pytest.raises(errors.ScopeCollectionNotFound):
+        dense.apply({}, X)
+    with pytest.raises(errors.ApplyScopeInvalidVariablesTypeError):
+        dense.apply(variables["params"], X)
+    with pytest.raises(errors.CallCompactUnboundModuleError):
+        dense(X)
+    with pytest.raises(errors.InvalidInstanceModuleError):
+        nn.Dense.init(KEY, X)
+    with pytest.raises(errors.ApplyModuleInvalidMethodError):
+        dense.apply(variables, X, method=3)
+
+    class PostInit(nn.Module):
+        x: float = 1.0
+
+        def __post_init__(self):  # forgets super().__post_init__()
+            self.y = 2
+
+        def __call__(self, x):
+            return x
+
+    with pytest.raises(errors.IncorrectPostInitOverrideError, match="super"):
+        PostInit().init(KEY, X)
+
+    class Prop(nn.Module):
+        @property
+        def prop(self):
+            return self.missing
+
+        def __call__(self):
+            return self.prop
+
+    with pytest.raises(errors.DescriptorAttributeError, match="missing"):
+        Prop().apply({})
+
+    class SetsField(nn.Module):
+        size: int = 1
+
+        def setup(self):
+            self.size = 2
+
+        def __call__(self, x):
+            return x
+
+    with pytest.raises(errors.SetAttributeInModuleSetupError, match="'size'"):
+        SetsField().init(KEY, X)
+
+
+def test_submodule_assigned_outside_setup_names_the_attribute():
+    class Late(nn.Module):
+        def __call__(self, x):
+            self.late = nn.Dense(3)
+            return x
+
+    class LateCompact(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            self.late = nn.Dense(3)
+            return x
+
+    for model in (Late(), LateCompact()):
+        with pytest.raises(errors.AssignSubModuleError, match="'late'"):
+            model.init(KEY, X)

@@ -450,7 +450,7 @@ def test_transform_errors_name_the_problem():
         def __call__(self, x):
             return remat(ReturnsModule)()(x)
 
-    with pytest.raises(errors.TransformError, match="returned a Dense"):
+    with pytest.raises(errors.TransformedMethodReturnValueError, match="returned a Dense"):
         Outer().init(jax.random.PRNGKey(0), jnp.ones((1, 2)))
 
 

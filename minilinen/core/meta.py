@@ -74,7 +74,7 @@ class Partitioned(struct.PyTreeNode, AxisMetadata):
 
     def _axis_name(self, params: dict) -> Any:
         if PARTITION_NAME not in params:
-            raise errors.TransformError(
+            raise errors.PartitioningUnspecifiedError(
                 f"A Partitioned variable (names={self.names}) is mapped over by nn.scan or "
                 "nn.vmap, which adds an axis to it; say which mesh axis (or None) with "
                 f"metadata_params={{nn.PARTITION_NAME: 'layers'}}."

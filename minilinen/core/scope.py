@@ -83,7 +83,7 @@ def fold_in_static(key: jax.Array, data: tuple) -> jax.Array:
 class Frame:
     """The state of one ``init``/``apply``: variables, root RNG keys, mutability."""
 
-    __slots__ = ("variables", "rngs", "mutable", "flags", "valid", "capture", "_mutable_cache")
+    __slots__ = tuple("variables rngs mutable flags valid capture adopted _mutable_cache".split())
 
     def __init__(
         self,
@@ -98,6 +98,7 @@ class Frame:
         self.flags = dict(flags or {})
         self.valid = True
         self.capture: Callable | None = None  # which module calls sow their outputs
+        self.adopted: dict = {}  # for the module layer: one copy per outside module
         self._mutable_cache: dict[str, bool] = {}
 
     def is_mutable(self, col: str) -> bool:
@@ -308,7 +309,9 @@ class Scope:
                 f"keys are {cols}); if you passed variables['params'], pass "
                 "{'params': params} instead."
             )
-        return errors.ParamNotFoundError(
+        # Flax names the case where this scope holds no params at all.
+        absent = self._collection("params") is None
+        return (errors.ScopeCollectionNotFound if absent else errors.ParamNotFoundError)(
             f"Could not find parameter '{name}' in module '{self.path_text}' (collection "
             f"'params').{hint} To create parameters call init(), or apply() with "
             "mutable=['params']."

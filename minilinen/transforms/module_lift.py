@@ -262,7 +262,7 @@ class InnerCall:
         self.module._state.autoname = dict(inner_state.autoname)
         for leaf in jax.tree_util.tree_leaves(out, is_leaf=_is_ref):
             if _is_ref(leaf):
-                raise errors.TransformError(
+                raise errors.TransformedMethodReturnValueError(
                     f"The transformed method '{self.name}' returned a {type(leaf).__name__}; "
                     "a lifted transform can only return arrays and pytrees of arrays."
                 )

@@ -145,3 +145,7 @@ class LayerInputError(MinilinenError, ValueError):
 
 class MergeParamError(MinilinenError, ValueError):
     """An argument given both to a layer's constructor and its call, or to neither."""
+
+
+class LayerNotSupportedError(MinilinenError, NotImplementedError):
+    """A layer option that the operation underneath cannot do (Flax has none either)."""

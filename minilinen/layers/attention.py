@@ -151,21 +151,10 @@ def dot_product_attention(
     query, key, value = promote_dtype(query, key, value, dtype=dtype)
     _check_qkv(query, key, value)
     weights = dot_product_attention_weights(
-        query,
-        key,
-        bias,
-        mask,
-        broadcast_dropout,
-        dropout_rng,
-        dropout_rate,
-        deterministic,
-        query.dtype,
-        precision,
-        module,
-        force_fp32_for_softmax,
-        einsum_dot_general=einsum_dot_general,
-        einsum=qk_attn_weights_einsum,
-    )
+        query, key, bias, mask, broadcast_dropout, dropout_rng, dropout_rate, deterministic,
+        query.dtype, precision, module, force_fp32_for_softmax, einsum_dot_general,
+        qk_attn_weights_einsum,
+    )  # fmt: skip
     if attn_weights_value_einsum is None:
         attn_weights_value_einsum = _einsum_fn(precision, einsum_dot_general)
     return attn_weights_value_einsum("...hqk,...khd->...qhd", weights, value)

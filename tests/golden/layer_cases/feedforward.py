@@ -163,6 +163,30 @@ def conv_reflect_mask(nn):
 
 
 @case
+def conv_local_2d_same(nn):
+    return Case(nn.ConvLocal(3, (3, 2)), (data(2, 5, 4, 2, seed=20),), key(20))
+
+
+@case
+def conv_local_1d_strided_valid_dilated(nn):
+    m = nn.ConvLocal(2, 3, strides=2, padding="VALID", kernel_dilation=2, use_bias=False)
+    return Case(m, (data(3, 11, 3, seed=21),), key(21))
+
+
+@case
+def conv_local_circular_multi_batch_bf16(nn):
+    m = nn.ConvLocal(2, (2, 2), padding="CIRCULAR", dtype=jnp.bfloat16, bias_init=inits.normal())
+    return Case(m, (data(2, 2, 4, 3, 2, seed=22),), key(22))
+
+
+@case
+def conv_local_input_dilation_mask(nn):
+    mask = jnp.asarray(np.random.RandomState(23).rand(8, 4, 2) > 0.5, jnp.float32)
+    m = nn.ConvLocal(2, (2,), padding=1, input_dilation=2, mask=mask)
+    return Case(m, (data(2, 4, 2, seed=24),), key(23))
+
+
+@case
 def conv_transpose_1d_same(nn):
     return Case(nn.ConvTranspose(3, (3,)), (data(2, 5, 2),), key(0))
 

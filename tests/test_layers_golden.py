@@ -115,7 +115,7 @@ def test_every_layer_has_three_configurations():
         *("MultiHeadDotProductAttention", "SelfAttention", "make_attention_mask"),
         *("make_causal_mask", "combine_masks", "LSTMCell", "OptimizedLSTMCell"),
         *("GRUCell", "SimpleCell", "RNN", "Bidirectional", "Dropout", "max_pool"),
-        *("avg_pool", "pool", "Sequential", "PReLU", "ConvLocal", "MGUCell"),
+        *("avg_pool", "pool", "Sequential", "PReLU", "ConvLocal", "MGUCell", "ConvLSTMCell"),
     ]
     thin = {k: kinds[k] for k in layers if kinds[k] < 3}
     assert not thin, f"layers with fewer than three golden configurations: {thin}"

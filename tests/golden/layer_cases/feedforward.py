@@ -448,3 +448,29 @@ def activation_prelu_bf16_param(nn):
     return Case(
         nn.PReLU(param_dtype=jnp.bfloat16, negative_slope_init=0.3), (data(5, seed=2),), key(2)
     )
+
+
+# --- batch_apply ------------------------------------------------------------
+
+
+@case
+def batch_apply_dot(nn):
+    return Case(fn=nn.BatchApply(jnp.dot), args=(data(2, 3, 4, seed=40), data(4, seed=41)))
+
+
+@case
+def batch_apply_three_dims_tree_scalar(nn):
+    f = nn.BatchApply(lambda d, s: {"y": jnp.tanh(d["a"]) * s, "z": d["b"] + 1.0}, num_dims=3)
+    tree = {"a": data(2, 2, 3, 4, seed=42), "b": data(2, 2, 3, seed=43)}
+    return Case(fn=f, args=(tree, 2.0))
+
+
+@case
+def batch_apply_module(nn):
+    # A layer that wants rank-2 input, run on a [time, batch, features] array.
+    def fn(x):
+        m = nn.Dense(3)
+        variables = m.init(key(44), x[0])
+        return nn.BatchApply(lambda y: m.apply(variables, y))(x)
+
+    return Case(fn=fn, args=(data(4, 2, 5, seed=44),))

@@ -337,6 +337,36 @@ def recurrent_simple_relu(nn):
     )
 
 
+def _conv_lstm_case(nn, cell, x, seed):
+    carry = cell.initialize_carry(key(100), x.shape)
+    carry = tuple(data(*c.shape, seed=seed + i) for i, c in enumerate(carry))
+    return Case(cell, (carry, x), key(seed))
+
+
+@case
+def recurrent_conv_lstm_1d(nn):
+    return _conv_lstm_case(nn, nn.ConvLSTMCell(3, (3,)), data(2, 5, 2, seed=30), 30)
+
+
+@case
+def recurrent_conv_lstm_2d_pair_padding_nobias(nn):
+    cell = nn.ConvLSTMCell(2, (2, 2), strides=(1, 1), padding=((0, 1), (1, 0)), use_bias=False)
+    return _conv_lstm_case(nn, cell, data(1, 4, 4, 3, seed=31), 31)
+
+
+@case
+def recurrent_conv_lstm_initialized_carry(nn):
+    cell = nn.ConvLSTMCell(2, (2,), carry_init=inits.normal(1.0), param_dtype=jnp.float16)
+    x = data(3, 2, 5, 2, seed=34)
+    return Case(cell, (cell.initialize_carry(key(34), x.shape), x), key(34))
+
+
+@case
+def recurrent_conv_lstm_bf16_in_rnn(nn):
+    m = nn.RNN(nn.ConvLSTMCell(2, (3,), dtype=jnp.bfloat16))
+    return Case(m, (data(2, 3, 4, 2, seed=33),), key(33))
+
+
 @case
 def recurrent_rnn_lstm(nn):
     return Case(nn.RNN(nn.LSTMCell(3)), (data(2, 5, 4),), key(0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -183,6 +184,17 @@ _ATTN_KWARGS = (
 )
 
 
+_INPUTS_KV_DEPRECATED = (
+    "The inputs_kv arg will be deprecated soon; pass inputs_k and inputs_v instead."
+)
+_MASK_AS_VALUE = (
+    "inputs_v has shape {}, which looks like a mask: the function signature of "
+    "MultiHeadDotProductAttention's `__call__` method has changed to `__call__(inputs_q, "
+    "inputs_k=None, inputs_v=None, *, inputs_kv=None, mask=None, deterministic=None)`; "
+    "pass the mask as mask=..."
+)
+
+
 class MultiHeadDotProductAttention(Module):
     """Multi-head attention: project q/k/v, attend per head, project back."""
 
@@ -241,6 +253,7 @@ class MultiHeadDotProductAttention(Module):
                     "inputs_v are preferred."
                 )
             inputs_k = inputs_v = inputs_kv
+            warnings.warn(_INPUTS_KV_DEPRECATED, DeprecationWarning, stacklevel=2)
         else:
             if inputs_k is None:
                 if inputs_v is not None:
@@ -251,6 +264,11 @@ class MultiHeadDotProductAttention(Module):
                 inputs_k = inputs_q
             if inputs_v is None:
                 inputs_v = inputs_k
+            elif inputs_v.shape[-1] == inputs_v.shape[-2]:
+                # Likely a mask passed positionally, as the pre-0.7.4 signature took it.
+                warnings.warn(
+                    _MASK_AS_VALUE.format(inputs_v.shape), DeprecationWarning, stacklevel=2
+                )
 
         features = self.out_features or inputs_q.shape[-1]
         qkv_features = self.qkv_features or inputs_q.shape[-1]

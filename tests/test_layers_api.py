@@ -147,7 +147,7 @@ BAD = [
     (
         "Einsum str twice",
         MergeParamError,
-        "both",
+        "constructor and at call time",
         lambda: _init(nn.Einsum((3, 2), "ab,bc->ac"), jnp.ones((2, 3)), "ab,bc->ac"),
     ),
     (

@@ -133,7 +133,7 @@ def test_use_running_average_must_be_given_exactly_once():
     x = jnp.ones((2, 3))
     with pytest.raises(MergeParamError, match="use_running_average"):
         nn.BatchNorm().init(jax.random.key(0), x)
-    with pytest.raises(MergeParamError, match="both"):
+    with pytest.raises(MergeParamError, match="constructor and at call time"):
         nn.BatchNorm(use_running_average=True).init(jax.random.key(0), x, True)
 
 

@@ -166,12 +166,14 @@ class Einsum(Module):
         einsum_str = merge_param("einsum_str", self.einsum_str, einsum_str).replace(" ", "")
         if "->" not in einsum_str:
             raise LayerConfigError(
-                f"Einsum equation {einsum_str!r} must be explicit: include '->' and the output."
+                f'`einsum_str` equation must be explicit and include "->". Got {einsum_str!r}; '
+                "add '->' and the output axes."
             )
         if einsum_str.count(",") != 1:
             raise LayerConfigError(
-                f"Einsum equation {einsum_str!r} must have exactly two operands (the input "
-                f"and the kernel), so exactly one ','."
+                "`einsum_str` equation must have exactly two operands and therefore, exactly "
+                f"one comma character, instead of {einsum_str.count(',')}. Got {einsum_str!r}; "
+                "the operands are the input and the kernel."
             )
         kernel = self.param("kernel", self.kernel_init, tuple(self.shape), self.param_dtype)
         bias = None

@@ -323,7 +323,8 @@ class InstanceNorm(Module):
         feature_axes = _canonical_axes(x.ndim, self.feature_axes)
         if 0 in feature_axes:
             raise LayerConfigError(
-                "InstanceNorm feature_axes cannot include axis 0: it is the batch axis."
+                "The channel axes cannot include the leading dimension as this is assumed to "
+                "be the batch axis (InstanceNorm feature_axes includes axis 0)."
             )
         reduction_axes = [i for i in range(1, x.ndim) if i not in feature_axes]
         return _stats_and_normalize(self, x, mask, reduction_axes, feature_axes)

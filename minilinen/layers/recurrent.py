@@ -13,7 +13,7 @@ from jax import random
 from minilinen import initializers
 from minilinen.core import FrozenDict
 from minilinen.errors import LayerConfigError
-from minilinen.layers.common import promote_dtype
+from minilinen.layers.common import add_bias, promote_dtype
 from minilinen.layers.conv import Conv
 from minilinen.layers.linear import Dense, default_kernel_init
 from minilinen.module import Module, compact, nowrap
@@ -195,9 +195,8 @@ class OptimizedLSTMCell(_GatedCell):
         if params[0][1] is not None:
             bias = jnp.concatenate([b for _, b in params], axis=-1)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = jnp.dot(x, kernel)
-        if bias is not None:
-            y = y + bias
+        # add_bias reshapes to full rank first, so rank promotion set to 'raise' passes.
+        y = add_bias(jnp.dot(x, kernel), bias)
         return jnp.split(y, len(params), axis=-1)
 
 

@@ -24,6 +24,8 @@ from minilinen.layers.normalization import (
     InstanceNorm,
     LayerNorm,
     RMSNorm,
+    SpectralNorm,
+    WeightNorm,
 )
 from minilinen.layers.pooling import avg_pool, max_pool, min_pool, pool
 from minilinen.layers.recurrent import (
@@ -55,6 +57,8 @@ __all__ = [
     "RMSNorm",
     "GroupNorm",
     "InstanceNorm",
+    "WeightNorm",
+    "SpectralNorm",
     # attention
     "MultiHeadDotProductAttention",
     "MultiHeadAttention",

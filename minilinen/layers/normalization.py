@@ -1,7 +1,8 @@
-"""Normalization: BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm."""
+"""Normalization: BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm, Weight/SpectralNorm."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,11 +11,19 @@ import jax.numpy as jnp
 from jax import lax
 
 from minilinen import initializers
-from minilinen.errors import LayerConfigError
+from minilinen.errors import LayerConfigError, LayerInputError
 from minilinen.layers.common import canonicalize_dtype, merge_param
 from minilinen.module import Module, compact
 
-__all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
+__all__ = [
+    "BatchNorm",
+    "LayerNorm",
+    "RMSNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "WeightNorm",
+    "SpectralNorm",
+]
 
 Array = Any
 Dtype = Any
@@ -328,3 +337,124 @@ class InstanceNorm(Module):
             )
         reduction_axes = [i for i in range(1, x.ndim) if i not in feature_axes]
         return _stats_and_normalize(self, x, mask, reduction_axes, feature_axes)
+
+
+def _l2_normalize(x: Array, axis: Axes | None = None, eps: float = 1e-12) -> Array:
+    return x * lax.rsqrt((x * x).sum(axis=axis, keepdims=True) + eps)
+
+
+class _Reparametrized(Module):
+    """Runs ``layer_instance`` seeing each of its variables through ``self._map``.
+
+    Flax builds these on ``nn.map_variables``: the one lifted transform a layer uses, so
+    it is imported when called rather than at import (transforms sit above layers).
+    """
+
+    def _run(self, args: tuple, kwargs: dict, mutable: bool, **map_kwargs: Any) -> Any:
+        from minilinen.transforms import map_variables
+
+        def trans_in(vs: Any) -> Any:
+            return jax.tree_util.tree_map_with_path(
+                lambda path, v: self._map(self._name_of(path), v, **map_kwargs), vs
+            )
+
+        body = map_variables(
+            lambda layer: layer(*args, **kwargs),
+            trans_in_fn=trans_in,
+            init=self.is_initializing(),
+            mutable=mutable,
+        )
+        return body(self.layer_instance)
+
+    def _name_of(self, path: tuple) -> str:
+        # The variable's path below its collection, under the wrapped layer's name.
+        return "/".join([self.layer_instance.name] + [str(k.key) for k in path[1:]])
+
+
+class WeightNorm(_Reparametrized):
+    """Reparametrizes the wrapped layer's kernels as ``scale * v / ||v||`` (Salimans 2016)."""
+
+    layer_instance: Module
+    epsilon: float = 1e-12
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    use_scale: bool = True
+    scale_init: Initializer = initializers.ones
+    feature_axes: Axes | None = -1
+    variable_filter: Iterable | None = dataclasses.field(default_factory=lambda: {"kernel"})
+
+    @compact
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calls the wrapped layer with its filtered variables weight-normalized."""
+        return self._run(args, kwargs, mutable=False)
+
+    def _map(self, name: str, vs: Array) -> Array:
+        value = jnp.asarray(vs)
+        # Flax matches the filter as substrings of the variable's path.
+        if self.variable_filter and not any(f in name for f in self.variable_filter):
+            return value
+        feature_axes = (
+            () if self.feature_axes is None else _canonical_axes(value.ndim, self.feature_axes)
+        )
+        reduction_axes = tuple(i for i in range(value.ndim) if i not in feature_axes)
+        value_bar = _l2_normalize(value, axis=reduction_axes, eps=self.epsilon)
+        args = [vs]
+        if self.use_scale:
+            feature_shape = [value.shape[a] if a in feature_axes else 1 for a in range(value.ndim)]
+            shape = tuple(value.shape[a] for a in feature_axes)
+            scale = self.param(name + "/scale", self.scale_init, shape, self.param_dtype)
+            scale = scale.reshape(feature_shape)
+            value_bar = value_bar * scale
+            args.append(scale)
+        return jnp.asarray(value_bar, canonicalize_dtype(*args, dtype=self.dtype))
+
+
+class SpectralNorm(_Reparametrized):
+    """Divides the wrapped layer's matrices by their largest singular value (power iteration).
+
+    The power-iteration vector ``u`` and the estimate ``sigma`` live in ``collection_name``;
+    ``update_stats=True`` (with that collection mutable) advances them.
+    """
+
+    layer_instance: Module
+    n_steps: int = 1
+    epsilon: float = 1e-12
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    error_on_non_matrix: bool = False
+    collection_name: str = "batch_stats"
+
+    @compact
+    def __call__(self, *args: Any, update_stats: bool, **kwargs: Any) -> Any:
+        """Calls the wrapped layer with each kernel of rank >= 2 spectrally normalized."""
+        return self._run(args, kwargs, mutable=True, update_stats=update_stats)
+
+    def _map(self, name: str, vs: Array, update_stats: bool) -> Array:
+        value = jnp.asarray(vs)
+        shape, col = value.shape, self.collection_name
+        if value.ndim <= 1 or self.n_steps < 1:
+            return value
+        if value.ndim > 2:
+            if self.error_on_non_matrix:
+                raise LayerInputError(
+                    f"Input is {value.ndim}D but error_on_non_matrix is True (SpectralNorm of "
+                    f"'{name}'); pass error_on_non_matrix=False to flatten it to 2D."
+                )
+            value = jnp.reshape(value, (-1, value.shape[-1]))
+        # Drawn only when creating u, as Flax does, so later keys stay identical.
+        key = None if self.has_variable(col, name + "/u") else self.make_rng("params")
+        u_var = self.variable(
+            col, name + "/u", jax.random.normal, key, (1, value.shape[-1]), self.param_dtype
+        )
+        sigma_var = self.variable(col, name + "/sigma", jnp.ones, (), self.param_dtype)
+        u0 = u_var.value
+        for _ in range(self.n_steps):
+            v0 = _l2_normalize(jnp.matmul(u0, value.transpose([1, 0])), eps=self.epsilon)
+            u0 = _l2_normalize(jnp.matmul(v0, value), eps=self.epsilon)
+        u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
+        sigma = jnp.matmul(jnp.matmul(v0, value), jnp.transpose(u0))[0, 0]
+        value = (value / jnp.where(sigma != 0, sigma, 1)).reshape(shape)
+        if update_stats:
+            u_var.value = u0
+            sigma_var.value = sigma
+        return jnp.asarray(value, canonicalize_dtype(vs, u0, v0, sigma, dtype=self.dtype))

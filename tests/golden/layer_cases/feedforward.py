@@ -474,3 +474,56 @@ def batch_apply_module(nn):
         return nn.BatchApply(lambda y: m.apply(variables, y))(x)
 
     return Case(fn=fn, args=(data(4, 2, 5, seed=44),))
+
+
+# --- weight and spectral norm (wrap a layer; live in normalization.py) -------
+
+
+def _wrapped(nn, wrap, **call_kwargs):
+    """A model calling ``wrap()`` (a wrapper around a layer) in its compact method."""
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return wrap()(x, **call_kwargs)
+
+    return Net()
+
+
+@case
+def normalization_weightnorm_dense(nn):
+    m = _wrapped(nn, lambda: nn.WeightNorm(nn.Dense(3, bias_init=inits.normal())))
+    return Case(m, (data(2, 4, seed=50),), key(50))
+
+
+@case
+def normalization_weightnorm_conv_all_axes_no_filter(nn):
+    wrap = lambda: nn.WeightNorm(nn.Conv(2, (2,)), feature_axes=None, variable_filter=None)
+    return Case(_wrapped(nn, wrap), (data(2, 5, 3, seed=51),), key(51))
+
+
+@case
+def normalization_weightnorm_no_scale_bf16(nn):
+    wrap = lambda: nn.WeightNorm(nn.Dense(2), use_scale=False, dtype=jnp.bfloat16)
+    return Case(_wrapped(nn, wrap), (data(3, 2, seed=52),), key(52))
+
+
+@case
+def normalization_spectralnorm_dense_update(nn):
+    wrap = lambda: nn.SpectralNorm(nn.Dense(3), n_steps=3)
+    m = _wrapped(nn, wrap, update_stats=True)
+    return Case(m, (data(2, 4, seed=53),), key(53), apply_kwargs={"mutable": ["batch_stats"]})
+
+
+@case
+def normalization_spectralnorm_conv_3d_kernel(nn):
+    wrap = lambda: nn.SpectralNorm(nn.Conv(3, (2, 2)), collection_name="spectral")
+    m = _wrapped(nn, wrap, update_stats=False)
+    return Case(m, (data(1, 4, 4, 2, seed=54),), key(54))
+
+
+@case
+def normalization_spectralnorm_zero_steps(nn):
+    wrap = lambda: nn.SpectralNorm(nn.Dense(2), n_steps=0)
+    m = _wrapped(nn, wrap, update_stats=True)
+    return Case(m, (data(2, 3, seed=55),), key(55), apply_kwargs={"mutable": True})

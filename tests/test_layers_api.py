@@ -187,6 +187,14 @@ BAD = [
         lambda: nn.BatchApply(jnp.sum)(jnp.ones(3), 2.0),
     ),
     (
+        "SpectralNorm non-matrix",
+        LayerInputError,
+        "error_on_non_matrix",
+        lambda: nn.SpectralNorm(nn.Conv(2, (2,)), error_on_non_matrix=True).init(
+            jax.random.key(0), jnp.ones((1, 4, 3)), update_stats=False
+        ),
+    ),
+    (
         "Sequential empty",
         LayerConfigError,
         "no layers",

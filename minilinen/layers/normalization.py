@@ -350,7 +350,7 @@ class _Reparametrized(Module):
     it is imported when called rather than at import (transforms sit above layers).
     """
 
-    def _run(self, args: tuple, kwargs: dict, mutable: bool, **map_kwargs: Any) -> Any:
+    def _call_mapped(self, args: tuple, kwargs: dict, mutable: bool, **map_kwargs: Any) -> Any:
         from minilinen.transforms import map_variables
 
         def trans_in(vs: Any) -> Any:
@@ -386,7 +386,7 @@ class WeightNorm(_Reparametrized):
     @compact
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Calls the wrapped layer with its filtered variables weight-normalized."""
-        return self._run(args, kwargs, mutable=False)
+        return self._call_mapped(args, kwargs, mutable=False)
 
     def _map(self, name: str, vs: Array) -> Array:
         value = jnp.asarray(vs)
@@ -427,7 +427,7 @@ class SpectralNorm(_Reparametrized):
     @compact
     def __call__(self, *args: Any, update_stats: bool, **kwargs: Any) -> Any:
         """Calls the wrapped layer with each kernel of rank >= 2 spectrally normalized."""
-        return self._run(args, kwargs, mutable=True, update_stats=update_stats)
+        return self._call_mapped(args, kwargs, mutable=True, update_stats=update_stats)
 
     def _map(self, name: str, vs: Array, update_stats: bool) -> Array:
         value = jnp.asarray(vs)

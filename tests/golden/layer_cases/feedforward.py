@@ -527,3 +527,17 @@ def normalization_spectralnorm_zero_steps(nn):
     wrap = lambda: nn.SpectralNorm(nn.Dense(2), n_steps=0)
     m = _wrapped(nn, wrap, update_stats=True)
     return Case(m, (data(2, 3, seed=55),), key(55), apply_kwargs={"mutable": True})
+
+
+@case
+def normalization_weightnorm_top_level(nn):
+    return Case(nn.WeightNorm(nn.Dense(2)), (data(2, 3, seed=56),), key(56))
+
+
+@case
+def normalization_spectralnorm_top_level(nn):
+    m = nn.SpectralNorm(nn.Dense(2))
+    kw = {"update_stats": True}
+    return Case(
+        m, (data(2, 3, seed=57),), key(57), init_kwargs=kw, apply_kwargs={**kw, "mutable": True}
+    )

@@ -368,7 +368,8 @@ class _Reparametrized(Module):
 
     def _name_of(self, path: tuple) -> str:
         # The variable's path below its collection, under the wrapped layer's name.
-        return "/".join([self.layer_instance.name] + [str(k.key) for k in path[1:]])
+        keys = jax.tree_util.keystr(path[1:], simple=True, separator="/")
+        return f"{self.layer_instance.name}/{keys}"
 
 
 class WeightNorm(_Reparametrized):

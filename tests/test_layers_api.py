@@ -195,6 +195,12 @@ BAD = [
         ),
     ),
     (
+        "attention inputs_v without inputs_k",
+        LayerConfigError,
+        "`inputs_k` cannot be None if `inputs_v` is not None",
+        lambda: _init(nn.MultiHeadDotProductAttention(1), jnp.ones((1, 2, 2)), None, jnp.ones(2)),
+    ),
+    (
         "Sequential empty",
         LayerConfigError,
         "no layers",

@@ -249,8 +249,8 @@ class MultiHeadDotProductAttention(Module):
         if inputs_kv is not None:
             if inputs_k is not None or inputs_v is not None:
                 raise LayerConfigError(
-                    "Pass either inputs_kv or inputs_k/inputs_v, not both; inputs_k and "
-                    "inputs_v are preferred."
+                    "If either `inputs_k` or `inputs_v` is not None, `inputs_kv` must be None: "
+                    "pass either inputs_kv or inputs_k/inputs_v (preferred), not both."
                 )
             inputs_k = inputs_v = inputs_kv
             warnings.warn(_INPUTS_KV_DEPRECATED, DeprecationWarning, stacklevel=2)
@@ -258,7 +258,7 @@ class MultiHeadDotProductAttention(Module):
             if inputs_k is None:
                 if inputs_v is not None:
                     raise LayerConfigError(
-                        "inputs_k cannot be None when inputs_v is given; to use one array "
+                        "`inputs_k` cannot be None if `inputs_v` is not None. To use one array "
                         "for both, pass it as inputs_k."
                     )
                 inputs_k = inputs_q

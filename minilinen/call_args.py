@@ -122,14 +122,14 @@ def collections_for(variables: Any, mutable: Any) -> dict:
 
 def merge_param(name: str, a: Any, b: Any) -> Any:
     """Returns whichever of the constructor value ``a`` and call value ``b`` is set."""
+    # Flax's exact wording: its own tests (and users' asserts) match it literally.
     if a is None and b is None:
         raise errors.MergeParamError(
-            f"'{name}' was given neither to the constructor nor at call time; pass it to one "
-            f"of them."
+            f'Parameter "{name}" must be passed to the constructor or at call time.'
         )
     if a is not None and b is not None:
         raise errors.MergeParamError(
-            f"'{name}' was given both to the constructor and at call time; pass it to just "
-            f"one of them."
+            f'Parameter "{name}" was passed to the constructor and at call time. Should be '
+            "passed just once."
         )
     return a if b is None else b

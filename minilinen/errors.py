@@ -237,3 +237,7 @@ CallUnbindOnUnboundModuleError = CallShareScopeOnUnboundModuleError = UnboundMod
 MPACheckpointingRequiredError = MPARestoreTargetRequiredError = CheckpointError
 MPARestoreDataCorruptedError = CorruptCheckpointError
 AlreadyExistsError = InvalidCheckpointError
+
+
+class LayerNotSupportedError(MinilinenError, NotImplementedError):
+    """A layer option that the operation underneath cannot do (Flax has none either)."""

@@ -9,7 +9,13 @@ import pytest
 
 import minilinen as nn
 import minilinen.layers
-from minilinen.errors import LayerConfigError, LayerInputError, MergeParamError, MinilinenError
+from minilinen.errors import (
+    LayerConfigError,
+    LayerInputError,
+    LayerNotSupportedError,
+    MergeParamError,
+    MinilinenError,
+)
 from minilinen.layers.common import promote_dtype
 
 ACTIVATIONS = [
@@ -141,7 +147,7 @@ BAD = [
     (
         "Einsum str twice",
         MergeParamError,
-        "both",
+        "constructor and at call time",
         lambda: _init(nn.Einsum((3, 2), "ab,bc->ac"), jnp.ones((2, 3)), "ab,bc->ac"),
     ),
     (
@@ -167,6 +173,32 @@ BAD = [
         LayerConfigError,
         "mask",
         lambda: _init(nn.Conv(2, 3, mask=jnp.ones((2, 1, 2))), jnp.ones((1, 4, 1))),
+    ),
+    (
+        "ConvLocal mask",
+        LayerConfigError,
+        "kernel has shape",
+        lambda: _init(nn.ConvLocal(2, 3, mask=jnp.ones((3, 1, 2))), jnp.ones((1, 4, 1))),
+    ),
+    (
+        "BatchApply rank",
+        LayerInputError,
+        "ndim >= 2",
+        lambda: nn.BatchApply(jnp.sum)(jnp.ones(3), 2.0),
+    ),
+    (
+        "SpectralNorm non-matrix",
+        LayerInputError,
+        "error_on_non_matrix",
+        lambda: nn.SpectralNorm(nn.Conv(2, (2,)), error_on_non_matrix=True).init(
+            jax.random.key(0), jnp.ones((1, 4, 3)), update_stats=False
+        ),
+    ),
+    (
+        "attention inputs_v without inputs_k",
+        LayerConfigError,
+        "`inputs_k` cannot be None if `inputs_v` is not None",
+        lambda: _init(nn.MultiHeadDotProductAttention(1), jnp.ones((1, 2, 2)), None, jnp.ones(2)),
     ),
     (
         "Sequential empty",
@@ -229,3 +261,10 @@ def test_dense_general_reshapes_boxed_partitioned_kernels():
     plain = nn.MultiHeadDotProductAttention(num_heads=2).init(jax.random.key(0), x)
     np.testing.assert_array_equal(boxed.value, plain["params"]["query"]["kernel"])
     assert mha.apply(variables, x).shape == (1, 3, 4)
+
+
+def test_conv_local_refuses_feature_groups_as_not_implemented():
+    # Flax raises NotImplementedError: lax.conv_general_dilated_local has no groups.
+    with pytest.raises(LayerNotSupportedError, match="feature_group_count=1") as info:
+        _init(nn.ConvLocal(2, 3, feature_group_count=2), jnp.ones((1, 4, 4)))
+    assert isinstance(info.value, NotImplementedError)

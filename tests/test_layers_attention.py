@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minilinen as nn
-from minilinen.errors import LayerInputError, MergeParamError
+from minilinen.errors import LayerInputError, MergeParamError, ParamShapeError
 
 
 def data(*shape, seed=0):
@@ -112,3 +112,17 @@ def test_masks_combine_with_logical_and():
     assert nn.combine_masks(None, None) is None
     with pytest.raises(LayerInputError, match="one rank"):
         nn.combine_masks(causal, causal[0])
+
+
+def test_old_call_signatures_warn_as_flax_does():
+    x = jnp.ones((1, 4, 2))
+    mha = nn.MultiHeadDotProductAttention(num_heads=1)
+    variables = mha.init(jax.random.key(0), x)
+    with pytest.warns(DeprecationWarning, match="inputs_kv"):
+        mha.apply(variables, x, inputs_kv=x)
+    # A square inputs_v is most likely a mask given positionally (the pre-0.7.4 order).
+    mask = nn.make_causal_mask(jnp.ones((1, 4)))
+    with pytest.warns(DeprecationWarning, match="mask=") as record:
+        with pytest.raises(ParamShapeError):
+            mha.apply(variables, x, x, mask)
+    assert len(record) == 1

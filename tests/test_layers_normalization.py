@@ -133,7 +133,7 @@ def test_use_running_average_must_be_given_exactly_once():
     x = jnp.ones((2, 3))
     with pytest.raises(MergeParamError, match="use_running_average"):
         nn.BatchNorm().init(jax.random.key(0), x)
-    with pytest.raises(MergeParamError, match="both"):
+    with pytest.raises(MergeParamError, match="constructor and at call time"):
         nn.BatchNorm(use_running_average=True).init(jax.random.key(0), x, True)
 
 
@@ -213,3 +213,13 @@ def test_batch_stats_average_across_devices_with_pmap_groups_and_shard_map():
     group = [xs[:2].mean(0), xs[:2].mean(0), xs[2:].mean(0), xs[2:].mean(0)]
     np.testing.assert_allclose(out["pmap_groups_mean"], group, rtol=1e-6)
     assert out["shard_map_y_err"] < 1e-5 and out["shard_map_mean_err"] < 1e-6
+
+
+def test_weight_norm_names_scales_by_the_full_path_of_boxed_kernels():
+    # Flax names the scale by the variable's key path, box fields included ('value').
+    dense = nn.Dense(
+        4, kernel_init=nn.with_partitioning(jax.nn.initializers.lecun_normal(), ("x",))
+    )
+    variables = nn.WeightNorm(dense).init(jax.random.key(0), jnp.ones((2, 3)))
+    assert set(variables["params"]) == {"layer_instance", "layer_instance/kernel/value/scale"}
+    assert variables["params"]["layer_instance/kernel/value/scale"].shape == (4,)

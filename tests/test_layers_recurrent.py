@@ -142,3 +142,28 @@ def test_a_cell_without_initialize_carry_says_what_is_missing():
         Incomplete().initialize_carry(jax.random.PRNGKey(0), (2, 3))
     with pytest.raises(LayerConfigError, match="num_feature_axes"):
         _ = Incomplete().num_feature_axes
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [nn.LSTMCell(3), nn.OptimizedLSTMCell(3), nn.GRUCell(3), nn.MGUCell(3), nn.SimpleCell(3)],
+    ids=lambda c: type(c).__name__,
+)
+def test_cells_run_with_rank_promotion_raising(cell):
+    # Flax's test suite runs with JAX_NUMPY_RANK_PROMOTION=raise; no implicit broadcasts.
+    x = data(2, 4)
+    carry = cell.initialize_carry(jax.random.key(1), x.shape)
+    with jax.numpy_rank_promotion("raise"):
+        variables = cell.init(jax.random.key(0), carry, x)
+        cell.apply(variables, carry, x)
+
+
+def test_conv_lstm_carry_keeps_the_spatial_axes():
+    cell = nn.ConvLSTMCell(4, (3, 3))
+    assert cell.num_feature_axes == 3
+    c, h = cell.initialize_carry(jax.random.key(0), (2, 5, 6, 3))
+    assert c.shape == h.shape == (2, 5, 6, 4)
+    ys = nn.RNN(cell).apply(
+        nn.RNN(cell).init(jax.random.key(1), data(2, 7, 5, 6, 3)), data(2, 7, 5, 6, 3)
+    )
+    assert ys.shape == (2, 7, 5, 6, 4)

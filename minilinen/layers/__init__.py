@@ -1,34 +1,8 @@
 """The layer library, one file per kind; every public name is listed in ``__all__``."""
 
 from minilinen.initializers import ones, ones_init, zeros, zeros_init
-from minilinen.layers.activation import (
-    PReLU,
-    celu,
-    elu,
-    gelu,
-    glu,
-    hard_sigmoid,
-    hard_silu,
-    hard_swish,
-    hard_tanh,
-    leaky_relu,
-    log_sigmoid,
-    log_softmax,
-    logsumexp,
-    normalize,
-    one_hot,
-    relu,
-    relu6,
-    selu,
-    sigmoid,
-    silu,
-    soft_sign,
-    softmax,
-    softplus,
-    standardize,
-    swish,
-    tanh,
-)
+from minilinen.layers import activation
+from minilinen.layers.activation import *  # noqa: F403  (its __all__: jax.nn's functions, PReLU)
 from minilinen.layers.attention import (
     MultiHeadAttention,
     MultiHeadDotProductAttention,
@@ -39,9 +13,10 @@ from minilinen.layers.attention import (
     make_attention_mask,
     make_causal_mask,
 )
+from minilinen.layers.batch_apply import BatchApply
 from minilinen.layers.combinators import Sequential
 from minilinen.layers.common import merge_param
-from minilinen.layers.conv import Conv, ConvTranspose
+from minilinen.layers.conv import Conv, ConvLocal, ConvTranspose
 from minilinen.layers.linear import Dense, DenseGeneral, Einsum, Embed
 from minilinen.layers.normalization import (
     BatchNorm,
@@ -49,13 +24,17 @@ from minilinen.layers.normalization import (
     InstanceNorm,
     LayerNorm,
     RMSNorm,
+    SpectralNorm,
+    WeightNorm,
 )
 from minilinen.layers.pooling import avg_pool, max_pool, min_pool, pool
 from minilinen.layers.recurrent import (
     RNN,
     Bidirectional,
+    ConvLSTMCell,
     GRUCell,
     LSTMCell,
+    MGUCell,
     OptimizedLSTMCell,
     RNNCellBase,
     SimpleCell,
@@ -71,12 +50,15 @@ __all__ = [
     # conv
     "Conv",
     "ConvTranspose",
+    "ConvLocal",
     # normalization
     "BatchNorm",
     "LayerNorm",
     "RMSNorm",
     "GroupNorm",
     "InstanceNorm",
+    "WeightNorm",
+    "SpectralNorm",
     # attention
     "MultiHeadDotProductAttention",
     "MultiHeadAttention",
@@ -91,6 +73,8 @@ __all__ = [
     "LSTMCell",
     "OptimizedLSTMCell",
     "GRUCell",
+    "MGUCell",
+    "ConvLSTMCell",
     "SimpleCell",
     "RNN",
     "Bidirectional",
@@ -103,6 +87,7 @@ __all__ = [
     "min_pool",
     # combinators
     "Sequential",
+    "BatchApply",
     # helpers and the initializers Flax also exports at the top level
     "merge_param",
     "zeros",
@@ -110,30 +95,5 @@ __all__ = [
     "ones",
     "ones_init",
     # activations
-    "PReLU",
-    "celu",
-    "elu",
-    "gelu",
-    "glu",
-    "hard_sigmoid",
-    "hard_silu",
-    "hard_swish",
-    "hard_tanh",
-    "leaky_relu",
-    "log_sigmoid",
-    "log_softmax",
-    "logsumexp",
-    "normalize",
-    "one_hot",
-    "relu",
-    "relu6",
-    "selu",
-    "sigmoid",
-    "silu",
-    "soft_sign",
-    "softmax",
-    "softplus",
-    "standardize",
-    "swish",
-    "tanh",
+    *activation.__all__,
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -151,21 +152,10 @@ def dot_product_attention(
     query, key, value = promote_dtype(query, key, value, dtype=dtype)
     _check_qkv(query, key, value)
     weights = dot_product_attention_weights(
-        query,
-        key,
-        bias,
-        mask,
-        broadcast_dropout,
-        dropout_rng,
-        dropout_rate,
-        deterministic,
-        query.dtype,
-        precision,
-        module,
-        force_fp32_for_softmax,
-        einsum_dot_general=einsum_dot_general,
-        einsum=qk_attn_weights_einsum,
-    )
+        query, key, bias, mask, broadcast_dropout, dropout_rng, dropout_rate, deterministic,
+        query.dtype, precision, module, force_fp32_for_softmax, einsum_dot_general,
+        qk_attn_weights_einsum,
+    )  # fmt: skip
     if attn_weights_value_einsum is None:
         attn_weights_value_einsum = _einsum_fn(precision, einsum_dot_general)
     return attn_weights_value_einsum("...hqk,...khd->...qhd", weights, value)
@@ -191,6 +181,17 @@ _ATTN_KWARGS = (
     "force_fp32_for_softmax",
     "qk_attn_weights_einsum",
     "attn_weights_value_einsum",
+)
+
+
+_INPUTS_KV_DEPRECATED = (
+    "The inputs_kv arg will be deprecated soon; pass inputs_k and inputs_v instead."
+)
+_MASK_AS_VALUE = (
+    "inputs_v has shape {}, which looks like a mask: the function signature of "
+    "MultiHeadDotProductAttention's `__call__` method has changed to `__call__(inputs_q, "
+    "inputs_k=None, inputs_v=None, *, inputs_kv=None, mask=None, deterministic=None)`; "
+    "pass the mask as mask=..."
 )
 
 
@@ -248,20 +249,26 @@ class MultiHeadDotProductAttention(Module):
         if inputs_kv is not None:
             if inputs_k is not None or inputs_v is not None:
                 raise LayerConfigError(
-                    "Pass either inputs_kv or inputs_k/inputs_v, not both; inputs_k and "
-                    "inputs_v are preferred."
+                    "If either `inputs_k` or `inputs_v` is not None, `inputs_kv` must be None: "
+                    "pass either inputs_kv or inputs_k/inputs_v (preferred), not both."
                 )
             inputs_k = inputs_v = inputs_kv
+            warnings.warn(_INPUTS_KV_DEPRECATED, DeprecationWarning, stacklevel=2)
         else:
             if inputs_k is None:
                 if inputs_v is not None:
                     raise LayerConfigError(
-                        "inputs_k cannot be None when inputs_v is given; to use one array "
+                        "`inputs_k` cannot be None if `inputs_v` is not None. To use one array "
                         "for both, pass it as inputs_k."
                     )
                 inputs_k = inputs_q
             if inputs_v is None:
                 inputs_v = inputs_k
+            elif inputs_v.shape[-1] == inputs_v.shape[-2]:
+                # Likely a mask passed positionally, as the pre-0.7.4 signature took it.
+                warnings.warn(
+                    _MASK_AS_VALUE.format(inputs_v.shape), DeprecationWarning, stacklevel=2
+                )
 
         features = self.out_features or inputs_q.shape[-1]
         qkv_features = self.qkv_features or inputs_q.shape[-1]

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 from minilinen.call_args import merge_param
 from minilinen.errors import LayerConfigError
 
-__all__ = ["canonicalize_dtype", "promote_dtype", "merge_param", "canonicalize_tuple"]
+__all__ = ["canonicalize_dtype", "promote_dtype", "merge_param", "canonicalize_tuple", "add_bias"]
 
+Array = Any
 _float32 = jnp.dtype(jnp.float32)
 
 
@@ -71,3 +72,8 @@ def canonicalize_tuple(x: Any) -> tuple:
     if isinstance(x, int):
         return (x,)
     return tuple(x)
+
+
+def add_bias(y: Array, bias: Array | None) -> Array:
+    """``y + bias`` with the bias reshaped to full rank first, as Flax does (same jaxpr)."""
+    return y if bias is None else y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)

@@ -1,4 +1,4 @@
-"""Convolutions: Conv (1-3 spatial dims, grouped, dilated) and ConvTranspose."""
+"""Convolutions: Conv (1-3 spatial dims, grouped, dilated), ConvLocal and ConvTranspose."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from minilinen import initializers
-from minilinen.errors import LayerConfigError
-from minilinen.layers.common import promote_dtype
+from minilinen.errors import LayerConfigError, LayerNotSupportedError
+from minilinen.layers.common import add_bias, promote_dtype
 from minilinen.layers.linear import default_kernel_init
-from minilinen.module import Module, compact
+from minilinen.module import Module, compact, nowrap
 
-__all__ = ["Conv", "ConvTranspose", "canonicalize_padding"]
+__all__ = ["Conv", "ConvLocal", "ConvTranspose", "canonicalize_padding"]
 
 Array = Any
 Dtype = Any
@@ -124,45 +126,95 @@ class Conv(Module):
             padding = "VALID"
 
         in_features = inputs.shape[-1]
-        if in_features % self.feature_group_count:
-            raise LayerConfigError(
-                f"Conv input has {in_features} features, not divisible by "
-                f"feature_group_count={self.feature_group_count}."
-            )
-        kernel_shape = kernel_size + (in_features // self.feature_group_count, self.features)
-        if self.mask is not None and self.mask.shape != kernel_shape:
-            raise LayerConfigError(
-                f"Conv mask has shape {self.mask.shape} but the kernel has shape {kernel_shape}."
-            )
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel = kernel * self.mask
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-
-        if self.conv_general_dilated_cls is not None:
-            conv = self.conv_general_dilated_cls()
+        dims = _dimension_numbers(inputs.ndim)
+        spatial = dict(lhs_dilation=input_dilation, rhs_dilation=kernel_dilation)
+        if self.shared_weights:
+            if in_features % self.feature_group_count:
+                raise LayerConfigError(
+                    f"Conv input has {in_features} features, not divisible by "
+                    f"feature_group_count={self.feature_group_count}."
+                )
+            kernel_shape = kernel_size + (in_features // self.feature_group_count, self.features)
+            bias_shape = (self.features,)
         else:
-            conv = self.conv_general_dilated or lax.conv_general_dilated
-        y = conv(
-            inputs,
-            kernel,
-            strides,
-            padding,
-            lhs_dilation=input_dilation,
-            rhs_dilation=kernel_dilation,
-            dimension_numbers=_dimension_numbers(inputs.ndim),
-            feature_group_count=self.feature_group_count,
-            precision=self.precision,
+            if self.feature_group_count != 1:
+                raise LayerNotSupportedError(
+                    f"ConvLocal (lax.conv_general_dilated_local) needs feature_group_count=1, "
+                    f"got {self.feature_group_count}."
+                )
+            # One kernel per output position: the output's spatial shape sizes it.
+            conv = self._conv_fn()
+            out = jax.eval_shape(
+                lambda lhs, rhs: conv(
+                    lhs, rhs, strides, padding, **spatial, dimension_numbers=dims
+                ),
+                inputs,
+                jax.ShapeDtypeStruct(kernel_size + (in_features, self.features), inputs.dtype),
+            ).shape
+            kernel_shape = out[1:-1] + (int(np.prod(kernel_size)) * in_features, self.features)
+            bias_shape = out[1:]
+        inputs, kernel, bias = _params(self, inputs, kernel_shape, bias_shape)
+        if self.shared_weights:
+            y = self._conv_fn()(
+                inputs,
+                kernel,
+                strides,
+                padding,
+                **spatial,
+                dimension_numbers=dims,
+                feature_group_count=self.feature_group_count,
+                precision=self.precision,
+            )
+        else:
+            y = lax.conv_general_dilated_local(
+                inputs, kernel, strides, padding, kernel_size, **spatial,
+                dimension_numbers=dims, precision=self.precision,
+            )  # fmt: skip
+        return _finish(y, bias, batch_shape)
+
+    @property
+    def shared_weights(self) -> bool:
+        """One kernel for every position (True) or one per output position (ConvLocal)."""
+        return True
+
+    @nowrap
+    def _conv_fn(self) -> Callable[..., Array]:
+        if self.conv_general_dilated_cls is not None:
+            return self.conv_general_dilated_cls()
+        return self.conv_general_dilated or lax.conv_general_dilated
+
+
+class ConvLocal(Conv):
+    """A convolution whose kernel is not shared: each output position has its own."""
+
+    @property
+    def shared_weights(self) -> bool:
+        """Never: the kernel is ``(*out_spatial, prod(kernel_size) * in_features, features)``."""
+        return False
+
+
+def _params(
+    mdl: Module, inputs: Array, kernel_shape: tuple, bias_shape: tuple
+) -> tuple[Array, Array, Array | None]:
+    """Creates the (masked) kernel and the bias, cast with ``inputs`` to the compute dtype."""
+    if mdl.mask is not None and mdl.mask.shape != kernel_shape:
+        raise LayerConfigError(
+            f"{type(mdl).__name__} mask has shape {mdl.mask.shape} but the kernel has shape "
+            f"{kernel_shape}."
         )
-        if bias is not None:
-            # Reshaped to full rank first, as Flax does: the same jaxpr as Flax's.
-            y = y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)
-        if batch_shape is not None:
-            y = jnp.reshape(y, batch_shape + y.shape[1:])
-        return y
+    kernel = mdl.param("kernel", mdl.kernel_init, kernel_shape, mdl.param_dtype)
+    if mdl.mask is not None:
+        kernel = kernel * mdl.mask
+    bias = None
+    if mdl.use_bias:
+        bias = mdl.param("bias", mdl.bias_init, bias_shape, mdl.param_dtype)
+    return mdl.promote_dtype(inputs, kernel, bias, dtype=mdl.dtype)
+
+
+def _finish(y: Array, bias: Array | None, batch_shape: tuple[int, ...] | None) -> Array:
+    """Adds the bias and restores the batch axes ``_flatten_batch`` folded."""
+    y = add_bias(y, bias)
+    return y if batch_shape is None else jnp.reshape(y, batch_shape + y.shape[1:])
 
 
 class ConvTranspose(Module):
@@ -197,22 +249,11 @@ class ConvTranspose(Module):
             kernel_shape = kernel_size + (self.features, in_features)
         else:
             kernel_shape = kernel_size + (in_features, self.features)
-        if self.mask is not None and self.mask.shape != kernel_shape:
-            raise LayerConfigError(
-                f"ConvTranspose mask has shape {self.mask.shape} but the kernel has shape "
-                f"{kernel_shape}."
-            )
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel = kernel * self.mask
         padding = canonicalize_padding(self.padding, rank)
         circular = padding == "CIRCULAR"
         if circular:
             padding = "VALID"
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias = _params(self, inputs, kernel_shape, (self.features,))
         y = lax.conv_transpose(
             inputs,
             kernel,
@@ -225,12 +266,7 @@ class ConvTranspose(Module):
         )
         if circular:
             y = _wrap_circular(y, inputs.shape[1:-1], strides, self.transpose_kernel)
-        if bias is not None:
-            # Reshaped to full rank first, as Flax does: the same jaxpr as Flax's.
-            y = y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)
-        if batch_shape is not None:
-            y = jnp.reshape(y, batch_shape + y.shape[1:])
-        return y
+        return _finish(y, bias, batch_shape)
 
 
 def _wrap_circular(

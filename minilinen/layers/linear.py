@@ -14,7 +14,7 @@ from jax import lax
 from minilinen import initializers
 from minilinen.core.meta import AxisMetadata
 from minilinen.errors import LayerConfigError, LayerInputError
-from minilinen.layers.common import canonicalize_tuple, merge_param, promote_dtype
+from minilinen.layers.common import add_bias, canonicalize_tuple, merge_param, promote_dtype
 from minilinen.module import Module, compact
 
 __all__ = ["Dense", "DenseGeneral", "Einsum", "Embed", "default_kernel_init", "default_embed_init"]
@@ -53,10 +53,7 @@ class Dense(Module):
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
         y = dot(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision)
-        if bias is not None:
-            # Reshaped to full rank first, as Flax does: the same jaxpr as Flax's.
-            y = y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)
-        return y
+        return add_bias(y, bias)
 
 
 def _pick_dot_general(fn: Any, cls: Any) -> Callable[..., Array]:
@@ -169,12 +166,14 @@ class Einsum(Module):
         einsum_str = merge_param("einsum_str", self.einsum_str, einsum_str).replace(" ", "")
         if "->" not in einsum_str:
             raise LayerConfigError(
-                f"Einsum equation {einsum_str!r} must be explicit: include '->' and the output."
+                f'`einsum_str` equation must be explicit and include "->". Got {einsum_str!r}; '
+                "add '->' and the output axes."
             )
         if einsum_str.count(",") != 1:
             raise LayerConfigError(
-                f"Einsum equation {einsum_str!r} must have exactly two operands (the input "
-                f"and the kernel), so exactly one ','."
+                "`einsum_str` equation must have exactly two operands and therefore, exactly "
+                f"one comma character, instead of {einsum_str.count(',')}. Got {einsum_str!r}; "
+                "the operands are the input and the kernel."
             )
         kernel = self.param("kernel", self.kernel_init, tuple(self.shape), self.param_dtype)
         bias = None

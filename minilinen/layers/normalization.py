@@ -1,7 +1,8 @@
-"""Normalization: BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm."""
+"""Normalization: BatchNorm, LayerNorm, RMSNorm, GroupNorm, InstanceNorm, Weight/SpectralNorm."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,11 +11,19 @@ import jax.numpy as jnp
 from jax import lax
 
 from minilinen import initializers
-from minilinen.errors import LayerConfigError
+from minilinen.errors import LayerConfigError, LayerInputError
 from minilinen.layers.common import canonicalize_dtype, merge_param
 from minilinen.module import Module, compact
 
-__all__ = ["BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm"]
+__all__ = [
+    "BatchNorm",
+    "LayerNorm",
+    "RMSNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "WeightNorm",
+    "SpectralNorm",
+]
 
 Array = Any
 Dtype = Any
@@ -37,19 +46,22 @@ def _square(x: Array) -> Array:
 
 
 def _stats(
+    mdl: Module,
     x: Array,
     axes: Axes,
-    dtype: Dtype | None,
-    axis_name: str | None = None,
-    axis_index_groups: Any = None,
-    use_mean: bool = True,
-    use_fast_variance: bool = True,
     mask: Array | None = None,
-    force_float32_reductions: bool = True,
+    use_mean: bool = True,
+    cross_device: bool = True,
 ) -> tuple[Array, Array]:
-    """Mean and variance of ``x`` over ``axes``, averaged across ``axis_name`` if given."""
-    dtype = x.dtype if dtype is None else jnp.dtype(dtype)
-    if force_float32_reductions:
+    """Mean and variance of ``x`` over ``axes``, averaged across the layer's ``axis_name``.
+
+    The layer's own fields (dtype, axis_name, axis_index_groups, use_fast_variance,
+    force_float32_reductions) configure it; ``cross_device=False`` skips the average.
+    """
+    axis_name = mdl.axis_name if cross_device else None
+    axis_index_groups = mdl.axis_index_groups
+    dtype = x.dtype if mdl.dtype is None else jnp.dtype(mdl.dtype)
+    if mdl.force_float32_reductions:
         dtype = jnp.promote_types(dtype, _float32)
     if not isinstance(x, jax.Array) or x.dtype != dtype:
         x = jnp.asarray(x, dtype)
@@ -71,7 +83,7 @@ def _stats(
     if not use_mean:
         var = mean(_square(x))
         return jnp.zeros_like(var), var
-    if use_fast_variance:
+    if mdl.use_fast_variance:
         # E[x^2] - E[x]^2: both reductions read x side by side (PERF_NOTES: ~35%
         # faster on XLA:CPU than reducing x - mean after a first pass).
         mu, mu2 = mean(x, _square(x))
@@ -130,6 +142,20 @@ def _normalize(
     return y if y.dtype == dtype else jnp.asarray(y, dtype)
 
 
+def _stats_and_normalize(
+    mdl: Module,
+    x: Array,
+    mask: Array | None,
+    reduction_axes: Axes,
+    feature_axes: Axes,
+    use_mean: bool = True,
+    use_bias: bool | None = None,
+) -> Array:
+    """``_normalize`` by the statistics of ``x`` itself over ``reduction_axes``."""
+    mean, var = _stats(mdl, x, reduction_axes, mask, use_mean)
+    return _normalize(mdl, x, mean, var, reduction_axes, feature_axes, use_bias)
+
+
 class BatchNorm(Module):
     """Normalizes over the batch, keeping running averages in ``batch_stats``."""
 
@@ -169,29 +195,13 @@ class BatchNorm(Module):
                 var = jnp.asarray(var, self.param_dtype)
         else:
             initializing = self.is_initializing()
-            mean, var = _stats(
-                x,
-                reduction_axes,
-                dtype=self.dtype,
-                # At init there is no mapped axis to average over yet.
-                axis_name=None if initializing else self.axis_name,
-                axis_index_groups=self.axis_index_groups,
-                use_fast_variance=self.use_fast_variance,
-                mask=mask,
-                force_float32_reductions=self.force_float32_reductions,
-            )
+            # At init there is no mapped axis to average over yet.
+            mean, var = _stats(self, x, reduction_axes, mask, cross_device=not initializing)
             if not initializing:
                 m = self.momentum
                 ra_mean.value = m * ra_mean.value + (1 - m) * mean
                 ra_var.value = m * ra_var.value + (1 - m) * var
-        return _normalize(
-            self,
-            x,
-            mean,
-            var,
-            reduction_axes,
-            feature_axes,
-        )
+        return _normalize(self, x, mean, var, reduction_axes, feature_axes)
 
 
 class LayerNorm(Module):
@@ -214,24 +224,7 @@ class LayerNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x``."""
-        mean, var = _stats(
-            x,
-            self.reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-            force_float32_reductions=self.force_float32_reductions,
-        )
-        return _normalize(
-            self,
-            x,
-            mean,
-            var,
-            self.reduction_axes,
-            self.feature_axes,
-        )
+        return _stats_and_normalize(self, x, mask, self.reduction_axes, self.feature_axes)
 
 
 class RMSNorm(Module):
@@ -252,25 +245,8 @@ class RMSNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x``."""
-        mean, var = _stats(
-            x,
-            self.reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_mean=False,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-            force_float32_reductions=self.force_float32_reductions,
-        )
-        return _normalize(
-            self,
-            x,
-            mean,
-            var,
-            self.reduction_axes,
-            self.feature_axes,
-            use_bias=False,
+        return _stats_and_normalize(
+            self, x, mask, self.reduction_axes, self.feature_axes, use_mean=False, use_bias=False
         )
 
 
@@ -328,26 +304,10 @@ class GroupNorm(Module):
         grouped = x.shape[:-1] + (num_groups, group_size)
         if mask is not None:
             mask = mask.reshape(mask.shape[:-1] + (num_groups, group_size))
-        mean, var = _stats(
-            x.reshape(grouped),
-            list(reduction_axes[:-1]) + [-1],
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-            force_float32_reductions=self.force_float32_reductions,
-        )
+        mean, var = _stats(self, x.reshape(grouped), list(reduction_axes[:-1]) + [-1], mask)
         mean = jnp.repeat(mean, group_size, axis=-1)
         var = jnp.repeat(var, group_size, axis=-1)
-        return _normalize(
-            self,
-            x,
-            mean,
-            var,
-            reduction_axes[:-1],
-            (-1,),
-        )
+        return _normalize(self, x, mean, var, reduction_axes[:-1], (-1,))
 
 
 class InstanceNorm(Module):
@@ -372,24 +332,130 @@ class InstanceNorm(Module):
         feature_axes = _canonical_axes(x.ndim, self.feature_axes)
         if 0 in feature_axes:
             raise LayerConfigError(
-                "InstanceNorm feature_axes cannot include axis 0: it is the batch axis."
+                "The channel axes cannot include the leading dimension as this is assumed to "
+                "be the batch axis (InstanceNorm feature_axes includes axis 0)."
             )
         reduction_axes = [i for i in range(1, x.ndim) if i not in feature_axes]
-        mean, var = _stats(
-            x,
-            reduction_axes,
-            self.dtype,
-            self.axis_name,
-            self.axis_index_groups,
-            use_fast_variance=self.use_fast_variance,
-            mask=mask,
-            force_float32_reductions=self.force_float32_reductions,
+        return _stats_and_normalize(self, x, mask, reduction_axes, feature_axes)
+
+
+def _l2_normalize(x: Array, axis: Axes | None = None, eps: float = 1e-12) -> Array:
+    return x * lax.rsqrt((x * x).sum(axis=axis, keepdims=True) + eps)
+
+
+class _Reparametrized(Module):
+    """Runs ``layer_instance`` seeing each of its variables through ``self._map``.
+
+    Flax builds these on ``nn.map_variables``: the one lifted transform a layer uses, so
+    it is imported when called rather than at import (transforms sit above layers).
+    """
+
+    def _call_mapped(self, args: tuple, kwargs: dict, mutable: bool, **map_kwargs: Any) -> Any:
+        from minilinen.transforms import map_variables
+
+        def trans_in(vs: Any) -> Any:
+            return jax.tree_util.tree_map_with_path(
+                lambda path, v: self._map(self._name_of(path), v, **map_kwargs), vs
+            )
+
+        body = map_variables(
+            lambda layer: layer(*args, **kwargs),
+            trans_in_fn=trans_in,
+            init=self.is_initializing(),
+            mutable=mutable,
         )
-        return _normalize(
-            self,
-            x,
-            mean,
-            var,
-            reduction_axes,
-            feature_axes,
+        return body(self.layer_instance)
+
+    def _name_of(self, path: tuple) -> str:
+        # The variable's path below its collection, under the wrapped layer's name.
+        keys = jax.tree_util.keystr(path[1:], simple=True, separator="/")
+        return f"{self.layer_instance.name}/{keys}"
+
+
+class WeightNorm(_Reparametrized):
+    """Reparametrizes the wrapped layer's kernels as ``scale * v / ||v||`` (Salimans 2016)."""
+
+    layer_instance: Module
+    epsilon: float = 1e-12
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    use_scale: bool = True
+    scale_init: Initializer = initializers.ones
+    feature_axes: Axes | None = -1
+    variable_filter: Iterable | None = dataclasses.field(default_factory=lambda: {"kernel"})
+
+    @compact
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Calls the wrapped layer with its filtered variables weight-normalized."""
+        return self._call_mapped(args, kwargs, mutable=False)
+
+    def _map(self, name: str, vs: Array) -> Array:
+        value = jnp.asarray(vs)
+        # Flax matches the filter as substrings of the variable's path.
+        if self.variable_filter and not any(f in name for f in self.variable_filter):
+            return value
+        feature_axes = (
+            () if self.feature_axes is None else _canonical_axes(value.ndim, self.feature_axes)
         )
+        reduction_axes = tuple(i for i in range(value.ndim) if i not in feature_axes)
+        value_bar = _l2_normalize(value, axis=reduction_axes, eps=self.epsilon)
+        args = [vs]
+        if self.use_scale:
+            feature_shape = [value.shape[a] if a in feature_axes else 1 for a in range(value.ndim)]
+            shape = tuple(value.shape[a] for a in feature_axes)
+            scale = self.param(name + "/scale", self.scale_init, shape, self.param_dtype)
+            scale = scale.reshape(feature_shape)
+            value_bar = value_bar * scale
+            args.append(scale)
+        return jnp.asarray(value_bar, canonicalize_dtype(*args, dtype=self.dtype))
+
+
+class SpectralNorm(_Reparametrized):
+    """Divides the wrapped layer's matrices by their largest singular value (power iteration).
+
+    The power-iteration vector ``u`` and the estimate ``sigma`` live in ``collection_name``;
+    ``update_stats=True`` (with that collection mutable) advances them.
+    """
+
+    layer_instance: Module
+    n_steps: int = 1
+    epsilon: float = 1e-12
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    error_on_non_matrix: bool = False
+    collection_name: str = "batch_stats"
+
+    @compact
+    def __call__(self, *args: Any, update_stats: bool, **kwargs: Any) -> Any:
+        """Calls the wrapped layer with each kernel of rank >= 2 spectrally normalized."""
+        return self._call_mapped(args, kwargs, mutable=True, update_stats=update_stats)
+
+    def _map(self, name: str, vs: Array, update_stats: bool) -> Array:
+        value = jnp.asarray(vs)
+        shape, col = value.shape, self.collection_name
+        if value.ndim <= 1 or self.n_steps < 1:
+            return value
+        if value.ndim > 2:
+            if self.error_on_non_matrix:
+                raise LayerInputError(
+                    f"Input is {value.ndim}D but error_on_non_matrix is True (SpectralNorm of "
+                    f"'{name}'); pass error_on_non_matrix=False to flatten it to 2D."
+                )
+            value = jnp.reshape(value, (-1, value.shape[-1]))
+        # Drawn only when creating u, as Flax does, so later keys stay identical.
+        key = None if self.has_variable(col, name + "/u") else self.make_rng("params")
+        u_var = self.variable(
+            col, name + "/u", jax.random.normal, key, (1, value.shape[-1]), self.param_dtype
+        )
+        sigma_var = self.variable(col, name + "/sigma", jnp.ones, (), self.param_dtype)
+        u0 = u_var.value
+        for _ in range(self.n_steps):
+            v0 = _l2_normalize(jnp.matmul(u0, value.transpose([1, 0])), eps=self.epsilon)
+            u0 = _l2_normalize(jnp.matmul(v0, value), eps=self.epsilon)
+        u0, v0 = lax.stop_gradient(u0), lax.stop_gradient(v0)
+        sigma = jnp.matmul(jnp.matmul(v0, value), jnp.transpose(u0))[0, 0]
+        value = (value / jnp.where(sigma != 0, sigma, 1)).reshape(shape)
+        if update_stats:
+            u_var.value = u0
+            sigma_var.value = sigma
+        return jnp.asarray(value, canonicalize_dtype(vs, u0, v0, sigma, dtype=self.dtype))

@@ -1,9 +1,9 @@
-"""Recurrent cells (LSTM, optimized LSTM, GRU, simple) and RNN/Bidirectional over time."""
+"""Recurrent cells (LSTM, optimized LSTM, GRU, MGU, simple, ConvLSTM) and RNN/Bidirectional."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -13,7 +13,8 @@ from jax import random
 from minilinen import initializers
 from minilinen.core import FrozenDict
 from minilinen.errors import LayerConfigError
-from minilinen.layers.common import promote_dtype
+from minilinen.layers.common import add_bias, promote_dtype
+from minilinen.layers.conv import Conv
 from minilinen.layers.linear import Dense, default_kernel_init
 from minilinen.module import Module, compact, nowrap
 
@@ -22,6 +23,8 @@ __all__ = [
     "LSTMCell",
     "OptimizedLSTMCell",
     "GRUCell",
+    "MGUCell",
+    "ConvLSTMCell",
     "SimpleCell",
     "RNN",
     "Bidirectional",
@@ -57,16 +60,48 @@ class RNNCellBase(Module):
         )
 
 
-def _two_carries(cell: Any, rng: Array, input_shape: tuple[int, ...]) -> tuple[Array, Array]:
-    key_c, key_h = random.split(rng)
-    shape = tuple(input_shape[:-1]) + (cell.features,)
-    return cell.carry_init(key_c, shape, cell.param_dtype), cell.carry_init(
-        key_h, shape, cell.param_dtype
-    )
+class _DenseCell(RNNCellBase):
+    """The built-in cells: carries shaped ``batch + (features,)``, gates made by Dense layers."""
+
+    _two_carries = False  # LSTMs carry (c, h)
+
+    @nowrap
+    def _dense(self, name: str, x: Array, n: int, bias_init: Initializer | None = None) -> Array:
+        """Dense ``name`` (``n`` features) of ``x``, with a bias only if ``bias_init`` is given.
+
+        Kernels reading the carry (names starting 'h') use ``recurrent_kernel_init``.
+        """
+        kernel_init = self.recurrent_kernel_init if name[0] == "h" else self.kernel_init
+        dense = Dense(
+            n,
+            bias_init is not None,
+            self.dtype,
+            self.param_dtype,
+            name=name,
+            kernel_init=kernel_init,
+            bias_init=bias_init or initializers.zeros_init(),
+        )
+        return dense(x)
+
+    @nowrap
+    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:
+        """``carry_init`` values (``(c, h)`` for LSTMs) of shape ``batch + (features,)``."""
+        shape = tuple(input_shape[:-1]) + (self.features,)
+        if not self._two_carries:
+            return self.carry_init(rng, shape, self.param_dtype)
+        key_c, key_h = random.split(rng)
+        return self.carry_init(key_c, shape, self.param_dtype), self.carry_init(
+            key_h, shape, self.param_dtype
+        )
+
+    @property
+    def num_feature_axes(self) -> int:
+        """Inputs have one feature axis."""
+        return 1
 
 
-class LSTMCell(RNNCellBase):
-    """A long short-term memory cell; the carry is ``(c, h)``."""
+class _GatedCell(_DenseCell):
+    """The fields LSTMCell, OptimizedLSTMCell and GRUCell share (in Flax's order)."""
 
     features: int
     gate_fn: Callable[..., Any] = sigmoid
@@ -78,45 +113,28 @@ class LSTMCell(RNNCellBase):
     param_dtype: Dtype = jnp.float32
     carry_init: Initializer = initializers.zeros_init()
 
+
+def _lstm_update(cell: _GatedCell, c: Array, z: list[Array]) -> tuple[Carry, Array]:
+    """The LSTM state update from the four gate pre-activations (i, f, g, o)."""
+    i, f, o = cell.gate_fn(z[0]), cell.gate_fn(z[1]), cell.gate_fn(z[3])
+    new_c = f * c + i * cell.activation_fn(z[2])
+    new_h = o * cell.activation_fn(new_c)
+    return (new_c, new_h), new_h
+
+
+class LSTMCell(_GatedCell):
+    """A long short-term memory cell; the carry is ``(c, h)``."""
+
+    _two_carries = True
+
     @compact
     def __call__(self, carry: tuple[Array, Array], inputs: Array) -> tuple[Carry, Array]:
         """One step: returns ``((new_c, new_h), new_h)``."""
         c, h = carry
         n = h.shape[-1]
-        dense_h = functools.partial(
-            Dense,
-            features=n,
-            use_bias=True,
-            kernel_init=self.recurrent_kernel_init,
-            bias_init=self.bias_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        dense_i = functools.partial(
-            Dense,
-            features=n,
-            use_bias=False,
-            kernel_init=self.kernel_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        i = self.gate_fn(dense_i(name="ii")(inputs) + dense_h(name="hi")(h))
-        f = self.gate_fn(dense_i(name="if")(inputs) + dense_h(name="hf")(h))
-        g = self.activation_fn(dense_i(name="ig")(inputs) + dense_h(name="hg")(h))
-        o = self.gate_fn(dense_i(name="io")(inputs) + dense_h(name="ho")(h))
-        new_c = f * c + i * g
-        new_h = o * self.activation_fn(new_c)
-        return (new_c, new_h), new_h
-
-    @nowrap
-    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> tuple[Array, Array]:
-        """Zeros (by ``carry_init``) ``(c, h)`` of shape ``batch + (features,)``."""
-        return _two_carries(self, rng, input_shape)
-
-    @property
-    def num_feature_axes(self) -> int:
-        """Inputs have one feature axis."""
-        return 1
+        d = self._dense
+        z = [d(f"i{g}", inputs, n) + d(f"h{g}", h, n, self.bias_init) for g in "ifgo"]
+        return _lstm_update(self, c, z)
 
 
 class _DenseParams(Module):
@@ -141,18 +159,10 @@ class _DenseParams(Module):
         return k, b
 
 
-class OptimizedLSTMCell(RNNCellBase):
+class OptimizedLSTMCell(_GatedCell):
     """An LSTM cell computing its four gates with two fused matmuls (same params as LSTMCell)."""
 
-    features: int
-    gate_fn: Callable[..., Any] = sigmoid
-    activation_fn: Callable[..., Any] = tanh
-    kernel_init: Initializer = default_kernel_init
-    recurrent_kernel_init: Initializer = initializers.orthogonal()
-    bias_init: Initializer = initializers.zeros_init()
-    dtype: Dtype | None = None
-    param_dtype: Dtype = jnp.float32
-    carry_init: Initializer = initializers.zeros_init()
+    _two_carries = True
 
     @compact
     def __call__(self, carry: tuple[Array, Array], inputs: Array) -> tuple[Carry, Array]:
@@ -160,36 +170,23 @@ class OptimizedLSTMCell(RNNCellBase):
         c, h = carry
         n = h.shape[-1]
         params_i, params_h = [], []
-        for gate in "ifgo":
-            params_i.append(
-                _DenseParams(
-                    features=n,
-                    use_bias=False,
-                    param_dtype=self.param_dtype,
-                    kernel_init=self.kernel_init,
-                    bias_init=self.bias_init,
-                    name=f"i{gate}",
-                )(inputs)
-            )
-            params_h.append(
-                _DenseParams(
-                    features=n,
-                    use_bias=True,
-                    param_dtype=self.param_dtype,
-                    kernel_init=self.recurrent_kernel_init,
-                    bias_init=self.bias_init,
-                    name=f"h{gate}",
-                )(h)
-            )
-        zh = self._fused(h, params_h)
-        zi = self._fused(inputs, params_i)
-        i = self.gate_fn(zh[0] + zi[0])
-        f = self.gate_fn(zh[1] + zi[1])
-        g = self.activation_fn(zh[2] + zi[2])
-        o = self.gate_fn(zh[3] + zi[3])
-        new_c = f * c + i * g
-        new_h = o * self.activation_fn(new_c)
-        return (new_c, new_h), new_h
+        for g in "ifgo":
+            for params, x, use_bias, init in (
+                (params_i, inputs, False, self.kernel_init),
+                (params_h, h, True, self.recurrent_kernel_init),
+            ):
+                p = _DenseParams(
+                    n,
+                    use_bias,
+                    self.param_dtype,
+                    None,
+                    init,
+                    self.bias_init,
+                    name=("h" if use_bias else "i") + g,
+                )
+                params.append(p(x))
+        zh, zi = self._fused(h, params_h), self._fused(inputs, params_i)
+        return _lstm_update(self, c, [a + b for a, b in zip(zh, zi)])
 
     @nowrap
     def _fused(self, x: Array, params: list[tuple[Array, Array | None]]) -> list[Array]:
@@ -198,23 +195,12 @@ class OptimizedLSTMCell(RNNCellBase):
         if params[0][1] is not None:
             bias = jnp.concatenate([b for _, b in params], axis=-1)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = jnp.dot(x, kernel)
-        if bias is not None:
-            y = y + bias
+        # add_bias reshapes to full rank first, so rank promotion set to 'raise' passes.
+        y = add_bias(jnp.dot(x, kernel), bias)
         return jnp.split(y, len(params), axis=-1)
 
-    @nowrap
-    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> tuple[Array, Array]:
-        """Zeros (by ``carry_init``) ``(c, h)`` of shape ``batch + (features,)``."""
-        return _two_carries(self, rng, input_shape)
 
-    @property
-    def num_feature_axes(self) -> int:
-        """Inputs have one feature axis."""
-        return 1
-
-
-class SimpleCell(RNNCellBase):
+class SimpleCell(_DenseCell):
     """An Elman cell: ``h' = activation(W_i x + b + W_h h)`` (plus ``h`` if residual)."""
 
     features: int
@@ -231,92 +217,89 @@ class SimpleCell(RNNCellBase):
     def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
         """One step: returns ``(new_h, new_h)``."""
         n = carry.shape[-1]
-        x = Dense(
-            features=n,
-            use_bias=True,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
-            bias_init=self.bias_init,
-            name="i",
-        )(inputs)
-        x = x + Dense(
-            features=n,
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.recurrent_kernel_init,
-            name="h",
-        )(carry)
+        x = self._dense("i", inputs, n, self.bias_init) + self._dense("h", carry, n)
         if self.residual:
             x = x + carry
         new = self.activation_fn(x)
         return new, new
 
-    @nowrap
-    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Array:
-        """Zeros (by ``carry_init``) of shape ``batch + (features,)``."""
-        return self.carry_init(rng, tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
 
-    @property
-    def num_feature_axes(self) -> int:
-        """Inputs have one feature axis."""
-        return 1
-
-
-class GRUCell(RNNCellBase):
+class GRUCell(_GatedCell):
     """A gated recurrent unit; the carry is ``h``."""
+
+    @compact
+    def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
+        """One step: returns ``(new_h, new_h)``."""
+        h, d, b = carry, self._dense, self.bias_init
+        n = h.shape[-1]
+        r = self.gate_fn(d("ir", inputs, n, b) + d("hr", h, n))
+        z = self.gate_fn(d("iz", inputs, n, b) + d("hz", h, n))
+        n_ = self.activation_fn(d("in", inputs, n, b) + r * d("hn", h, n, b))
+        new_h = (1.0 - z) * n_ + z * h
+        return new_h, new_h
+
+
+class MGUCell(_DenseCell):
+    """A minimal gated unit: one forget gate ``f`` and ``h' = (1 - f) * n + f * h``."""
 
     features: int
     gate_fn: Callable[..., Any] = sigmoid
     activation_fn: Callable[..., Any] = tanh
     kernel_init: Initializer = default_kernel_init
     recurrent_kernel_init: Initializer = initializers.orthogonal()
-    bias_init: Initializer = initializers.zeros_init()
+    forget_bias_init: Initializer = initializers.ones_init()
+    activation_bias_init: Initializer = initializers.zeros_init()
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
     carry_init: Initializer = initializers.zeros_init()
+    reset_gate: bool = True
 
     @compact
     def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
         """One step: returns ``(new_h, new_h)``."""
-        h = carry
+        h, d, b = carry, self._dense, self.activation_bias_init
         n = h.shape[-1]
-        dense_h = functools.partial(
-            Dense,
-            features=n,
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.recurrent_kernel_init,
-            bias_init=self.bias_init,
-        )
-        dense_i = functools.partial(
-            Dense,
-            features=n,
-            use_bias=True,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=self.kernel_init,
-            bias_init=self.bias_init,
-        )
-        r = self.gate_fn(dense_i(name="ir")(inputs) + dense_h(name="hr")(h))
-        z = self.gate_fn(dense_i(name="iz")(inputs) + dense_h(name="hz")(h))
-        n_ = self.activation_fn(
-            dense_i(name="in")(inputs) + r * dense_h(name="hn", use_bias=True)(h)
-        )
-        new_h = (1.0 - z) * n_ + z * h
+        f = self.gate_fn(d("if", inputs, n, self.forget_bias_init) + d("hf", h, n))
+        x = d("hn", h, n, b if self.reset_gate else None)
+        if self.reset_gate:
+            x = x * f
+        n_ = self.activation_fn(d("in", inputs, n, b) + x)
+        new_h = (1.0 - f) * n_ + f * h
         return new_h, new_h
 
-    @nowrap
-    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Array:
-        """Zeros (by ``carry_init``) of shape ``batch + (features,)``."""
-        return self.carry_init(rng, tuple(input_shape[:-1]) + (self.features,), self.param_dtype)
+
+class ConvLSTMCell(_DenseCell):
+    """An LSTM cell whose input and recurrent maps are convolutions; the carry is ``(c, h)``."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] | None = None
+    padding: str | Sequence[tuple[int, int]] = "SAME"
+    use_bias: bool = True
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    carry_init: Initializer = initializers.zeros_init()
+
+    _two_carries = True
+
+    @compact
+    def __call__(self, carry: tuple[Array, Array], inputs: Array) -> tuple[Carry, Array]:
+        """One step on ``(*batch, *spatial, features)`` inputs; the forget gate is biased +1."""
+        c, h = carry
+        conv = functools.partial(
+            Conv, 4 * self.features, self.kernel_size, self.strides, self.padding,
+            use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+        )  # fmt: skip
+        gates = conv(name="ih")(inputs) + conv(name="hh")(h)
+        i, g, f, o = jnp.split(gates, 4, axis=-1)
+        new_c = sigmoid(f + 1) * c + sigmoid(i) * tanh(g)
+        new_h = sigmoid(o) * tanh(new_c)
+        return (new_c, new_h), new_h
 
     @property
     def num_feature_axes(self) -> int:
-        """Inputs have one feature axis."""
-        return 1
+        """The spatial axes and the feature axis."""
+        return len(self.kernel_size) + 1
 
 
 def flip_sequences(
@@ -339,6 +322,16 @@ def flip_sequences(
     idx = (idx + lengths) % steps
     idx = idx.reshape(idx.shape + (1,) * (inputs.ndim - idx.ndim))
     return jnp.take_along_axis(inputs, idx, axis=time_axis)
+
+
+def _sort_keys(tree: dict) -> None:
+    """Reorders ``tree``'s keys by name at every level, in place (caches keep pointing at it)."""
+    items = sorted(tree.items(), key=lambda kv: kv[0])
+    tree.clear()
+    for k, v in items:
+        if isinstance(v, dict):
+            _sort_keys(v)
+        tree[k] = v
 
 
 def _last_carry(carries: Any, seq_lengths: Array) -> Any:
@@ -423,6 +416,10 @@ class RNN(Module):
             # Create the cell's parameters outside the scan so no tracer of the
             # scan body ends up stored in the variables.
             cell(carry, xs[0])
+            # Flax lifts the cell through lax.scan, whose pytree flattening hands its
+            # variables back sorted by name; so must we, or to_bytes differs from Flax's.
+            for tree in cell.scope.collections().values():
+                _sort_keys(tree)
         slice_carry = seq_lengths is not None and return_carry
 
         def step(c: Carry, x: Array) -> tuple[Carry, Any]:

@@ -24,9 +24,6 @@ class Case:
     apply_kwargs: dict = dataclasses.field(default_factory=dict)
     apply_args: tuple | None = None
     fn: Callable | None = None
-    # RNN lifts its cell through nn.scan in Flax, which hands the cell's params back
-    # sorted by name; minilinen keeps creation order. Values and names still match.
-    sorted_params: bool = False
 
     def call_args(self) -> tuple:
         """The positional arguments of ``apply`` (those of ``init`` unless given)."""

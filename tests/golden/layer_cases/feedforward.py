@@ -163,6 +163,30 @@ def conv_reflect_mask(nn):
 
 
 @case
+def conv_local_2d_same(nn):
+    return Case(nn.ConvLocal(3, (3, 2)), (data(2, 5, 4, 2, seed=20),), key(20))
+
+
+@case
+def conv_local_1d_strided_valid_dilated(nn):
+    m = nn.ConvLocal(2, 3, strides=2, padding="VALID", kernel_dilation=2, use_bias=False)
+    return Case(m, (data(3, 11, 3, seed=21),), key(21))
+
+
+@case
+def conv_local_circular_multi_batch_bf16(nn):
+    m = nn.ConvLocal(2, (2, 2), padding="CIRCULAR", dtype=jnp.bfloat16, bias_init=inits.normal())
+    return Case(m, (data(2, 2, 4, 3, 2, seed=22),), key(22))
+
+
+@case
+def conv_local_input_dilation_mask(nn):
+    mask = jnp.asarray(np.random.RandomState(23).rand(8, 4, 2) > 0.5, jnp.float32)
+    m = nn.ConvLocal(2, (2,), padding=1, input_dilation=2, mask=mask)
+    return Case(m, (data(2, 4, 2, seed=24),), key(23))
+
+
+@case
 def conv_transpose_1d_same(nn):
     return Case(nn.ConvTranspose(3, (3,)), (data(2, 5, 2),), key(0))
 
@@ -423,4 +447,97 @@ def activation_prelu_slope(nn):
 def activation_prelu_bf16_param(nn):
     return Case(
         nn.PReLU(param_dtype=jnp.bfloat16, negative_slope_init=0.3), (data(5, seed=2),), key(2)
+    )
+
+
+# --- batch_apply ------------------------------------------------------------
+
+
+@case
+def batch_apply_dot(nn):
+    return Case(fn=nn.BatchApply(jnp.dot), args=(data(2, 3, 4, seed=40), data(4, seed=41)))
+
+
+@case
+def batch_apply_three_dims_tree_scalar(nn):
+    f = nn.BatchApply(lambda d, s: {"y": jnp.tanh(d["a"]) * s, "z": d["b"] + 1.0}, num_dims=3)
+    tree = {"a": data(2, 2, 3, 4, seed=42), "b": data(2, 2, 3, seed=43)}
+    return Case(fn=f, args=(tree, 2.0))
+
+
+@case
+def batch_apply_module(nn):
+    # A layer that wants rank-2 input, run on a [time, batch, features] array.
+    def fn(x):
+        m = nn.Dense(3)
+        variables = m.init(key(44), x[0])
+        return nn.BatchApply(lambda y: m.apply(variables, y))(x)
+
+    return Case(fn=fn, args=(data(4, 2, 5, seed=44),))
+
+
+# --- weight and spectral norm (wrap a layer; live in normalization.py) -------
+
+
+def _wrapped(nn, wrap, **call_kwargs):
+    """A model calling ``wrap()`` (a wrapper around a layer) in its compact method."""
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return wrap()(x, **call_kwargs)
+
+    return Net()
+
+
+@case
+def normalization_weightnorm_dense(nn):
+    m = _wrapped(nn, lambda: nn.WeightNorm(nn.Dense(3, bias_init=inits.normal())))
+    return Case(m, (data(2, 4, seed=50),), key(50))
+
+
+@case
+def normalization_weightnorm_conv_all_axes_no_filter(nn):
+    wrap = lambda: nn.WeightNorm(nn.Conv(2, (2,)), feature_axes=None, variable_filter=None)
+    return Case(_wrapped(nn, wrap), (data(2, 5, 3, seed=51),), key(51))
+
+
+@case
+def normalization_weightnorm_no_scale_bf16(nn):
+    wrap = lambda: nn.WeightNorm(nn.Dense(2), use_scale=False, dtype=jnp.bfloat16)
+    return Case(_wrapped(nn, wrap), (data(3, 2, seed=52),), key(52))
+
+
+@case
+def normalization_spectralnorm_dense_update(nn):
+    wrap = lambda: nn.SpectralNorm(nn.Dense(3), n_steps=3)
+    m = _wrapped(nn, wrap, update_stats=True)
+    return Case(m, (data(2, 4, seed=53),), key(53), apply_kwargs={"mutable": ["batch_stats"]})
+
+
+@case
+def normalization_spectralnorm_conv_3d_kernel(nn):
+    wrap = lambda: nn.SpectralNorm(nn.Conv(3, (2, 2)), collection_name="spectral")
+    m = _wrapped(nn, wrap, update_stats=False)
+    return Case(m, (data(1, 4, 4, 2, seed=54),), key(54))
+
+
+@case
+def normalization_spectralnorm_zero_steps(nn):
+    wrap = lambda: nn.SpectralNorm(nn.Dense(2), n_steps=0)
+    m = _wrapped(nn, wrap, update_stats=True)
+    return Case(m, (data(2, 3, seed=55),), key(55), apply_kwargs={"mutable": True})
+
+
+@case
+def normalization_weightnorm_top_level(nn):
+    return Case(nn.WeightNorm(nn.Dense(2)), (data(2, 3, seed=56),), key(56))
+
+
+@case
+def normalization_spectralnorm_top_level(nn):
+    m = nn.SpectralNorm(nn.Dense(2))
+    kw = {"update_stats": True}
+    return Case(
+        m, (data(2, 3, seed=57),), key(57), init_kwargs=kw, apply_kwargs={**kw, "mutable": True}
     )

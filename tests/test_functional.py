@@ -54,7 +54,7 @@ def test_lazy_init_needs_only_shapes_and_refuses_values_it_lacks():
 def test_merge_param_lives_in_module_as_in_flax():
     assert module.merge_param is nn.merge_param
     assert module.merge_param("train", None, True) is True
-    with pytest.raises(errors.MergeParamError, match="both"):
+    with pytest.raises(errors.MergeParamError, match="constructor and at call time"):
         module.merge_param("train", False, True)
-    with pytest.raises(ValueError, match="neither"):
+    with pytest.raises(ValueError, match="must be passed"):
         module.merge_param("train", None, None)

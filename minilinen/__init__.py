@@ -7,6 +7,7 @@ Use it as ``import minilinen as nn`` wherever Flax code says
 from minilinen import initializers as initializers
 from minilinen.core import FrozenDict
 from minilinen.core.scope import DenyList
+from minilinen.flax_compat import install_as_flax
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
@@ -44,6 +45,7 @@ __all__ = [
     "remat_scan",
     "map_variables",
     "broadcast",
+    "install_as_flax",
     *_layer_names,
     *_partitioning_names,
 ]

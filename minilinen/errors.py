@@ -145,3 +145,30 @@ class LayerInputError(MinilinenError, ValueError):
 
 class MergeParamError(MinilinenError, ValueError):
     """An argument given both to a layer's constructor and its call, or to neither."""
+
+
+# --- install_as_flax() and flax.config --------------------------------------
+
+
+class NotInMinilinenError(MinilinenError, AttributeError):
+    """A name under a ``flax`` path (after ``install_as_flax()``) that minilinen lacks."""
+
+
+class NotInMinilinenImportError(MinilinenError, ModuleNotFoundError):
+    """Importing a ``flax`` module path, or a name from one, that minilinen lacks."""
+
+
+class NNXOutOfScopeError(NotInMinilinenImportError):
+    """``flax.nnx`` was imported: minilinen is linen only."""
+
+
+class RealFlaxImportedError(MinilinenError, ImportError):
+    """``install_as_flax()`` called after the real ``flax`` was already imported."""
+
+
+class ConfigOptionError(MinilinenError, LookupError, AttributeError):
+    """A ``flax.config`` option that does not exist (or is NNX's, out of scope)."""
+
+
+class ConfigValueError(MinilinenError, ValueError):
+    """A ``flax.config`` value minilinen cannot honour."""

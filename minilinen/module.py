@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minilinen import errors
+from minilinen import config, errors
 from minilinen.call_args import capture_filter, check_rngs, collections_for, resolve_method
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
@@ -277,7 +277,11 @@ class Module:
                 # tree, keeping sharing between references to the same instance.
                 key = id(module)
                 if key not in adopted:
-                    adopted[key] = module.clone(parent=self, name=f"{attr}{suffix}")
+                    keep = getattr(
+                        type(self), "preserve_adopted_names", config.flax_preserve_adopted_names
+                    )
+                    name = module.name if keep and module.name else f"{attr}{suffix}"
+                    adopted[key] = module.clone(parent=self, name=name)
                 return adopted[key]
             if module.parent is self and module.name is None:
                 object.__setattr__(module, "name", f"{attr}{suffix}")
@@ -498,7 +502,7 @@ class Module:
         frame = Frame({}, rngs, mutable, {"initializing": True})
         frame.capture = capture
         out = self._run(frame, method, args, kwargs)
-        return out, FrozenDict._wrap(frame.mutated())
+        return out, config.returned(frame.mutated())
 
     def init(
         self,
@@ -536,7 +540,7 @@ class Module:
         out = self._run(frame, method, args, kwargs)
         if mutable is False:
             return out
-        return out, FrozenDict._wrap(frame.mutated())
+        return out, config.returned(frame.mutated())
 
     def bind(
         self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dis
 import importlib
-import importlib.abc
 import importlib.util
 import sys
 import types
@@ -84,7 +83,9 @@ class _FlaxProxy(types.ModuleType):
         return sorted({*mine, *(n for m in self._minilinen_modules for n in dir(m))})
 
 
-class _FlaxFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _FlaxFinder:
+    """The meta-path finder, and the loader of the proxies it finds."""
+
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname != "flax" and not fullname.startswith("flax."):
             return None

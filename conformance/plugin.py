@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import types
 from pathlib import Path
 
@@ -59,8 +60,10 @@ def pytest_collection_modifyitems(config, items):
 def _message(report) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
-        return crash.message.splitlines()[0][:300] if crash.message else ""
-    return str(report.longrepr).strip().splitlines()[-1][:300] if report.longrepr else ""
+        text = crash.message.splitlines()[0] if crash.message else ""
+    else:
+        text = str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+    return re.sub(r"^E\s+", "", text)[:300]  # pytest's "E   " marks an error line
 
 
 def pytest_collectreport(report):

@@ -24,7 +24,9 @@ from benchmarks.impls import IMPLS  # noqa: E402
 from benchmarks.workloads import WORKLOADS  # noqa: E402
 
 
-def run_worker(workload: str, impl: str, quick: bool, timeout: float, size: str = "full") -> dict:
+def run_worker(
+    workload: str, impl: str, quick: bool, timeout: float | None, size: str = "full"
+) -> dict:
     """One measurement in a fresh Python process; its JSON, or {'error': why}."""
     cmd = [sys.executable, "-m", "benchmarks.worker", workload, impl, "--size", size]
     if quick:

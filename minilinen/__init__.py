@@ -8,11 +8,12 @@ from minilinen import initializers as initializers
 from minilinen.core import FrozenDict
 from minilinen.core.scope import DenyList
 from minilinen.flax_compat import install_as_flax
+from minilinen.functional import apply, init, init_with_output
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
-from minilinen.partitioning import *  # noqa: F403  (partitioning's __all__)
-from minilinen.partitioning import __all__ as _partitioning_names
+from minilinen.spmd import *  # noqa: F403  (spmd's __all__)
+from minilinen.spmd import __all__ as _spmd_names
 from minilinen.summary import tabulate
 from minilinen.transforms import (
     broadcast,
@@ -46,6 +47,9 @@ __all__ = [
     "map_variables",
     "broadcast",
     "install_as_flax",
+    "apply",
+    "init",
+    "init_with_output",
     *_layer_names,
-    *_partitioning_names,
+    *_spmd_names,
 ]

@@ -12,7 +12,7 @@ from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict, _thaw
 from minilinen.core.scope import DenyList, in_filter
 
-__all__ = ["resolve_method", "capture_filter", "check_rngs", "collections_for"]
+__all__ = ["resolve_method", "capture_filter", "check_rngs", "collections_for", "merge_param"]
 
 
 def resolve_method(cls: type, method: Any) -> Callable:
@@ -104,3 +104,18 @@ def collections_for(variables: Any, mutable: Any) -> dict:
             )
         out[col] = _thaw(tree) if mutable is not False and in_filter(mutable, col) else tree
     return out
+
+
+def merge_param(name: str, a: Any, b: Any) -> Any:
+    """Returns whichever of the constructor value ``a`` and call value ``b`` is set."""
+    if a is None and b is None:
+        raise errors.MergeParamError(
+            f"'{name}' was given neither to the constructor nor at call time; pass it to one "
+            f"of them."
+        )
+    if a is not None and b is not None:
+        raise errors.MergeParamError(
+            f"'{name}' was given both to the constructor and at call time; pass it to just "
+            f"one of them."
+        )
+    return a if b is None else b

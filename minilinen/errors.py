@@ -119,6 +119,9 @@ class SerializationTypeError(SerializationError, TypeError):
 class CheckpointError(MinilinenError, OSError):
     """A checkpoint that cannot be written, found or read back."""
 
+    # OSError's own __str__ prints "[Errno None] None: <filename>" once ``filename`` is set.
+    __str__ = BaseException.__str__
+
 
 class CorruptCheckpointError(CheckpointError, CorruptDataError):
     """A checkpoint file whose contents fail verification (the message names the file)."""
@@ -130,6 +133,26 @@ class InvalidCheckpointError(CheckpointError):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError, ValueError):
     """Restoring a step (or file) for which no checkpoint exists."""
+
+
+class CheckpointDirectoryError(CheckpointError, NotADirectoryError):
+    """Saving into a path that is a file (or under one), or a link to a vanished directory."""
+
+
+class CheckpointPermissionError(CheckpointError, PermissionError):
+    """Saving into a directory this process may not write (read-only, or not creatable)."""
+
+
+class CheckpointLockedError(CheckpointError):
+    """Saving into a directory another process is saving into at the same moment."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A save that failed while writing (disk full, quota, I/O error); it left nothing behind."""
+
+
+class CheckpointFallbackWarning(MinilinenError, UserWarning):
+    """``restore_checkpoint(..., allow_fallback=True)`` skipped a corrupt checkpoint."""
 
 
 # --- layers ---------------------------------------------------------------
@@ -172,3 +195,7 @@ class ConfigOptionError(MinilinenError, LookupError, AttributeError):
 
 class ConfigValueError(MinilinenError, ValueError):
     """A ``flax.config`` value minilinen cannot honour."""
+
+
+class LazyInitError(MinilinenError, ValueError):
+    """``lazy_init`` asked for a variable computed from an input given only as a shape."""

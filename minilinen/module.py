@@ -20,9 +20,11 @@ import jax.numpy as jnp
 
 from minilinen import config, errors
 from minilinen.call_args import capture_filter, check_rngs, collections_for, resolve_method
+from minilinen.call_args import merge_param as merge_param  # Flax: flax.linen.module.merge_param
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import DenyList, Frame, Scope
+from minilinen.functional import lazy_init as _lazy_init
 from minilinen.module_context import InterceptorContext, context, intercept_methods, run_intercepted
 from minilinen.variables import Variable
 
@@ -522,6 +524,13 @@ class Module:
             capture_intermediates=capture_intermediates,
             **kwargs,
         )[1]
+
+    def lazy_init(
+        self, rngs: Any, *args: Any, method: Any = None, mutable: Any = _DEFAULT_INIT_MUTABLE, **kw
+    ) -> FrozenDict:
+        """``init`` computing only the variables: inputs may be ``jax.ShapeDtypeStruct``s."""
+        run = functools.partial(self.init, method=method, mutable=mutable)
+        return _lazy_init(run)(rngs, *args, **kw)
 
     def apply(
         self,

@@ -1,334 +1,214 @@
-"""Partitioning metadata: parameters that know how they are sharded.
+"""T5X-style partitioning (Flax's ``flax.linen.partitioning``), on top of ``spmd``.
 
-``with_partitioning(init_fn, names)`` makes a parameter initializer whose
-values come boxed in a :class:`Partitioned` holding the mesh axis name of each
-array dimension. Modules read the plain value (``Module.param`` unboxes); the
-variable trees keep the boxes, so ``get_partition_spec(variables)`` turns them
-into ``jax.sharding.PartitionSpec``s and ``get_sharding(variables, mesh)`` into
-``NamedSharding``s for ``jax.jit(..., out_shardings=...)``. Logical names
-(``'embed'``, ``'mlp'``) map to mesh axes through ``logical_axis_rules``.
+Parameters declared with ``param_with_axes`` keep their logical axis names in a
+side collection (``params_axes``, holding :class:`AxisMetadata`), read back as
+``PartitionSpec``s by ``get_axis_names``. ``scan_with_axes``/``vmap_with_axes``
+add the mapped axis to those names. The metadata-box API (``Partitioned``,
+``with_partitioning``, the logical rules) is re-exported from ``core.meta`` and
+``spmd``, so older ``minilinen.partitioning.X`` imports keep working.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
-import functools
-import threading
-from collections.abc import Callable, Iterator, Sequence
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import PartitionSpec
 
-from minilinen import errors, struct
-from minilinen.core.meta import AxisMetadata
+from minilinen import errors, spmd, struct
+from minilinen.core.frozen_dict import FrozenDict, freeze, unfreeze
+from minilinen.core.scope import CollectionFilter
+from minilinen.module_context import context
+from minilinen.spmd import *  # noqa: F403  (re-exported: logical axis rules and boxes)
+from minilinen.spmd import _with_sharding_constraint  # noqa: F401  (Flax's tests patch it here)
+from minilinen.transforms import map_variables, remat_scope, scan, vmap
+from minilinen.transforms import remat as _remat
+from minilinen.transforms.filters import union
+from minilinen.traverse_util import flatten_dict, unflatten_dict
+from minilinen.variables import Variable
 
-__all__ = [
-    "PARTITION_NAME",
-    "Partitioned",
-    "LogicallyPartitioned",
-    "with_partitioning",
-    "with_logical_partitioning",
-    "unbox",
-    "get_partition_spec",
-    "get_sharding",
-    "logical_axis_rules",
-    "set_logical_axis_rules",
-    "get_logical_axis_rules",
-    "logical_to_mesh_axes",
-    "logical_to_mesh",
-    "logical_to_mesh_sharding",
-    "with_logical_constraint",
-    "RulesFallback",
-]
+axis_rules = spmd.logical_axis_rules
+set_axis_rules = spmd.set_logical_axis_rules
+get_axis_rules = spmd.get_logical_axis_rules
+with_sharding_constraint = spmd.with_logical_constraint
+LogicalRules = spmd.LogicalRules
+core_remat_static = remat_scope  # static_argnums index the arguments after the scope
+PRNGSequenceFilter = CollectionFilter
 
-# The key of ``metadata_params`` naming the axis nn.scan/nn.vmap add to a box.
-PARTITION_NAME = "partition_name"
+# Flax's In/Out markers (an axis lifted on the way in / out only). nn.scan and nn.vmap
+# do not take them yet: they refuse them with a TransformError.
+ScanIn = dataclasses.make_dataclass("ScanIn", ["axis"], frozen=True)
+ScanOut = dataclasses.make_dataclass("ScanOut", ["axis"], frozen=True)
 
-LogicalRules = Sequence[tuple[str, Any]]
-
-
-def _mesh_defined() -> bool:
-    return not jax.sharding.get_abstract_mesh().empty
+_UNSHARDED = spmd.RulesFallback.AXIS_IS_UNSHARDED
 
 
-class Partitioned(struct.PyTreeNode, AxisMetadata):
-    """A variable's value with the mesh axis (or None) of each of its dimensions."""
+@struct.dataclass
+class AxisMetadata:
+    """The logical axis names of one variable, kept in a ``<collection>_axes`` collection."""
 
-    value: Any
-    names: tuple = struct.field(pytree_node=False)
-    mesh: Mesh | None = struct.field(default=None, pytree_node=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.names, tuple):  # a list would not hash as static metadata
-            object.__setattr__(self, "names", tuple(self.names))
-
-    def unbox(self, apply_constraint: bool = True) -> Any:
-        """The value, constrained to its sharding when a mesh is known."""
-        if apply_constraint and (self.mesh is not None or _mesh_defined()):
-            spec = self.get_partition_spec()
-            target = spec if self.mesh is None else NamedSharding(self.mesh, spec)
-            return jax.lax.with_sharding_constraint(self.value, target)
-        return self.value
-
-    def replace_boxed(self, value: Any) -> Partitioned:
-        """The same metadata around a new value."""
-        return self.replace(value=value)
-
-    def _axis_name(self, params: dict) -> Any:
-        if PARTITION_NAME not in params:
-            raise errors.TransformError(
-                f"A Partitioned variable (names={self.names}) is mapped over by nn.scan or "
-                "nn.vmap, which adds an axis to it; say which mesh axis (or None) with "
-                f"metadata_params={{nn.PARTITION_NAME: 'layers'}}."
-            )
-        return params[PARTITION_NAME]
-
-    def add_axis(self, index: int, params: dict) -> Partitioned:
-        """The box after its value gained a dimension at ``index``."""
-        names = list(self.names)
-        names += [None] * (index - len(names))
-        names.insert(index, self._axis_name(params))
-        return self.replace(names=tuple(names))
-
-    def remove_axis(self, index: int, params: dict) -> Partitioned:
-        """The box after its value lost the dimension at ``index``."""
-        names = list(self.names)
-        removed = names.pop(index)
-        expected = self._axis_name(params)
-        if removed != expected:
-            raise errors.TransformError(
-                f"Removing axis {index} of a Partitioned variable named {self.names}: it is "
-                f"partitioned as {removed!r}, but metadata_params names it {expected!r}."
-            )
-        return self.replace(names=tuple(names))
-
-    def get_partition_spec(self) -> PartitionSpec:
-        """The ``PartitionSpec`` of the value."""
-        return PartitionSpec(*self.names)
-
-    def get_sharding(self, mesh: Mesh) -> NamedSharding:
-        """The ``NamedSharding`` of the value on ``mesh``."""
-        return NamedSharding(mesh, self.get_partition_spec())
+    names: Any = struct.field(pytree_node=False)
 
 
-def with_partitioning(
-    fn: Callable, names: Sequence[Any], mesh: Mesh | None = None
-) -> Callable[..., Partitioned]:
-    """Wraps an initializer so its value comes boxed with mesh axis ``names``."""
-
-    @functools.wraps(fn)
-    def init(*args: Any, **kwargs: Any) -> Partitioned:
-        return Partitioned(fn(*args, **kwargs), tuple(names), mesh)
-
-    return init
+def _same_axes(old: Any, new: AxisMetadata) -> AxisMetadata:
+    # sow() reducer: a variable's axes may be recorded again, but never differently.
+    if isinstance(old, AxisMetadata) and old != new:
+        raise errors.TransformError(f"Axis names recorded twice differ: {old} and {new}.")
+    return new
 
 
-def _is_box(x: Any) -> bool:
-    return isinstance(x, AxisMetadata)
+def _map_names(fn: Callable, names: Any) -> Any:
+    return jax.tree_util.tree_map(fn, names, is_leaf=spmd._is_logical_names)
 
 
-def unbox(tree: Any) -> Any:
-    """Replaces every metadata box in ``tree`` by its value (boxes in boxes too)."""
-    return jax.tree_util.tree_map(
-        lambda x: unbox(x.unbox()) if _is_box(x) else x, tree, is_leaf=_is_box
-    )
-
-
-def _leaf_spec(x: Any) -> PartitionSpec | None:
-    if hasattr(x, "get_partition_spec"):
-        return x.get_partition_spec()
-    if hasattr(x, "shape"):
-        return PartitionSpec()  # an unboxed array is replicated
-    return None
-
-
-def get_partition_spec(tree: Any) -> Any:
-    """The tree of ``PartitionSpec``s: from boxes, or replicated for plain arrays."""
-    return jax.tree_util.tree_map(_leaf_spec, tree, is_leaf=_is_box)
-
-
-def get_sharding(tree: Any, mesh: Mesh) -> Any:
-    """The tree of ``NamedSharding``s on ``mesh`` (replicated for plain arrays)."""
-
-    def sharding(x: Any) -> NamedSharding | None:
-        if hasattr(x, "get_sharding"):
-            return x.get_sharding(mesh)
-        spec = _leaf_spec(x)
-        return None if spec is None else NamedSharding(mesh, spec)
-
-    return jax.tree_util.tree_map(sharding, tree, is_leaf=_is_box)
-
-
-# --- logical axis names ------------------------------------------------------
-
-
-class _Rules(threading.local):
-    def __init__(self):
-        self.rules: tuple = ()
-
-
-_rules = _Rules()
-
-
-def set_logical_axis_rules(rules: LogicalRules) -> None:
-    """Sets the logical-to-mesh axis rules for this thread."""
-    _rules.rules = tuple(rules)
-
-
-def get_logical_axis_rules() -> tuple:
-    """The logical-to-mesh axis rules in effect."""
-    return _rules.rules
-
-
-@contextlib.contextmanager
-def logical_axis_rules(rules: LogicalRules) -> Iterator[None]:
-    """Maps logical axis names to mesh axes inside the ``with`` block."""
-    old = _rules.rules
-    _rules.rules = tuple(rules)
-    try:
-        yield
-    finally:
-        _rules.rules = old
-
-
-class _Unassigned:
-    def __repr__(self) -> str:
-        return "unassigned"
-
-
-_UNASSIGNED = _Unassigned()
-
-
-def _mesh_axes(names: Sequence[Any], rules: LogicalRules | None) -> list[Any]:
-    rules = get_logical_axis_rules() if rules is None else rules
-    if not isinstance(rules, (tuple, list)):
+def _current(module: Any) -> Any:
+    if module is None and not context.stack:
         raise errors.TransformError(
-            f"Logical axis rules must be a sequence of (logical, mesh axes) pairs, got "
-            f"{type(rules).__name__}."
+            "param_with_axes/variable_with_axes run inside a Module method (or pass module=)."
         )
-    names = list(names)
-    repeated = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
-    if repeated:
-        raise errors.TransformError(
-            f"Logical axis names {repeated} appear more than once in {tuple(names)}; each "
-            "dimension of one array needs its own logical name."
-        )
-    result = [_UNASSIGNED if isinstance(n, str) else n for n in names]
-    used: set = set()
-    for logical, mesh_axes in rules:
-        if logical not in names:
-            continue
-        pos = names.index(logical)
-        wanted = set(jax.tree_util.tree_leaves(mesh_axes)) - {None, PartitionSpec.UNCONSTRAINED}
-        # First matching rule wins; a mesh axis shards at most one dimension.
-        if result[pos] is _UNASSIGNED and not (wanted & used):
-            result[pos] = mesh_axes
-            used |= wanted
-    return result
+    return context.stack[-1] if module is None else module
 
 
-def logical_to_mesh_axes(
-    names: Sequence[Any] | None, rules: LogicalRules | None = None
-) -> PartitionSpec | None:
-    """The mesh ``PartitionSpec`` for logical axis ``names`` (unmatched names: None)."""
-    if names is None:
-        return None
-    axes = _mesh_axes(names, rules)
-    return PartitionSpec(*(None if a is _UNASSIGNED else a for a in axes))
-
-
-def _is_spec(x: Any) -> bool:
-    return isinstance(x, PartitionSpec)
-
-
-def logical_to_mesh(tree: Any, rules: LogicalRules | None = None) -> Any:
-    """Maps a tree of logical ``PartitionSpec``s to mesh ``PartitionSpec``s."""
-    return jax.tree_util.tree_map(lambda s: logical_to_mesh_axes(s, rules), tree, is_leaf=_is_spec)
-
-
-def logical_to_mesh_sharding(tree: Any, mesh: Mesh, rules: LogicalRules | None = None) -> Any:
-    """Maps a tree of logical ``PartitionSpec``s to ``NamedSharding``s on ``mesh``."""
-    return jax.tree_util.tree_map(
-        lambda s: NamedSharding(mesh, s), logical_to_mesh(tree, rules), is_leaf=_is_spec
-    )
-
-
-class RulesFallback(enum.Enum):
-    """What ``with_logical_constraint`` does with a logical name no rule maps."""
-
-    AXIS_IS_UNSHARDED = "axis_is_unsharded"
-    RAISE_ERROR = "raise_error"
-    NO_CONSTRAINT = "no_constraint"
-
-
-def _constrain(x: Any, spec: PartitionSpec, mesh: Mesh | None) -> Any:
-    if mesh is None and not _mesh_defined():
-        return x  # no mesh to shard over: nothing to constrain
-    target = spec if mesh is None else NamedSharding(mesh, spec)
-    return jax.lax.with_sharding_constraint(x, target)
-
-
-def with_logical_constraint(
-    x: Any,
-    logical_axis_resources: Any,
-    rules: LogicalRules | None = None,
-    mesh: Mesh | None = None,
-    fallback: RulesFallback = RulesFallback.AXIS_IS_UNSHARDED,
+def param_with_axes(
+    name: str, init_fn: Callable, *init_args: Any, axes: Any = None, module: Any = None, **kw: Any
 ) -> Any:
-    """``jax.lax.with_sharding_constraint`` with logical axis names."""
-    rules = get_logical_axis_rules() if rules is None else rules
-    if not rules or logical_axis_resources is None:
-        return x
-
-    def one(names: Any, leaf: Any) -> Any:
-        if names is None:
-            return leaf
-        axes = _mesh_axes(names, rules)
-        if any(a is _UNASSIGNED for a in axes):
-            if fallback is RulesFallback.RAISE_ERROR:
-                raise errors.TransformError(f"Logical axis names {tuple(names)} match no rule.")
-            if fallback is RulesFallback.NO_CONSTRAINT:
-                return leaf
-        return _constrain(
-            leaf, PartitionSpec(*(None if a is _UNASSIGNED else a for a in axes)), mesh
-        )
-
-    def is_names(n: Any) -> bool:
-        if n is None or isinstance(n, PartitionSpec):
-            return True
-        return isinstance(n, tuple) and all(isinstance(a, str) or a is None for a in n)
-
-    return jax.tree_util.tree_map(one, logical_axis_resources, x, is_leaf=is_names)
+    """``self.param`` with logical ``axes``: constrains the value, records the names."""
+    module = _current(module)
+    value = module.param(name, init_fn, *init_args, **kw)
+    if axes is not None:
+        value = with_sharding_constraint(value, PartitionSpec(*axes))
+        module.sow("params_axes", f"{name}_axes", AxisMetadata(axes), reduce_fn=_same_axes)
+    return value
 
 
-class LogicallyPartitioned(Partitioned):
-    """A ``Partitioned`` whose names are logical, mapped to mesh axes by rules."""
+class PartitionedVariable(Variable):
+    """A ``Variable`` whose value is constrained to its logical ``axes`` on read and write."""
 
-    rules: Any = struct.field(default=None, pytree_node=False)
+    __slots__ = ("axes", "fallback")
 
-    def unbox(self, apply_constraint: bool = True) -> Any:
-        """The value, constrained to its mapped sharding when a mesh is known."""
-        if apply_constraint and (self.mesh is not None or _mesh_defined()):
-            return with_logical_constraint(
-                self.value, self.get_partition_spec(), rules=self.rules, mesh=self.mesh
-            )
-        return self.value
+    def __init__(self, scope, collection: str, name: str, axes=None, fallback=_UNSHARDED):
+        super().__init__(scope, collection, name, unbox=False)
+        self.axes, self.fallback = axes, fallback
+
+    def _constrain(self, value: Any) -> Any:
+        if self.axes is None:
+            return value
+        return with_sharding_constraint(value, self.axes, fallback=self.fallback)
+
+    @property
+    def value(self) -> Any:
+        return self._constrain(Variable.value.fget(self))
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        Variable.value.fset(self, self._constrain(value))
 
 
-def with_logical_partitioning(
-    fn: Callable,
-    names: Sequence[Any],
-    mesh: Mesh | None = None,
-    rules: LogicalRules | None = None,
-) -> Callable[..., LogicallyPartitioned]:
-    """Wraps an initializer so its value comes boxed with logical axis ``names``."""
+def variable_with_axes(
+    collection: str,
+    name: str,
+    init_fn: Callable,
+    *init_args: Any,
+    axes: Any = None,
+    module: Any = None,
+    fallback: spmd.RulesFallback = _UNSHARDED,
+    **init_kwargs: Any,
+) -> PartitionedVariable:
+    """``self.variable`` with logical ``axes``, recorded in ``<collection>_axes``."""
+    module = _current(module)
+    var = PartitionedVariable(None, collection, name, axes, fallback)
+    module.variable(collection, name, lambda: var._constrain(init_fn(*init_args, **init_kwargs)))
+    var.scope = module.scope
+    if axes is not None:
+        module.sow(f"{collection}_axes", f"{name}_axes", AxisMetadata(axes), reduce_fn=_same_axes)
+    return var
 
-    @functools.wraps(fn)
-    def init(*args: Any, **kwargs: Any) -> LogicallyPartitioned:
-        return LogicallyPartitioned(
-            fn(*args, **kwargs), tuple(names), mesh, None if rules is None else tuple(rules)
-        )
 
-    return init
+def get_axis_names(axes_metadata: Any) -> Any:
+    """The ``PartitionSpec`` of each variable recorded in one ``<collection>_axes`` tree."""
+
+    spec = lambda n: None if n is None else PartitionSpec(*n)  # noqa: E731
+    specs = {
+        k[:-1] + (re.sub("_axes$", "", k[-1]),): _map_names(spec, v.names)
+        for k, v in flatten_dict(unfreeze(axes_metadata)).items()
+    }
+    return freeze(unflatten_dict(specs))
+
+
+def _with_axis_in_metadata(target: Any, axis: Any, name: str, col: str) -> Any:
+    # The mapped axis exists outside the transform only: strip it on the way in,
+    # add it back on the way out.
+    axis = getattr(axis, "axis", axis)
+
+    def edit(tree: Any, insert: bool) -> Any:
+        def names(n: Any) -> Any:
+            if n is None:
+                return n
+            n = list(n)
+            if insert:
+                n.insert(axis, name)
+            elif n.pop(axis) != name:
+                raise errors.TransformError(f"Expected axis {name!r} at {axis} in {tuple(n)}.")
+            return tuple(n)
+
+        def box(x: Any) -> Any:
+            if not isinstance(x, AxisMetadata):
+                return x
+            return x.replace(names=_map_names(names, x.names))
+
+        return jax.tree_util.tree_map(box, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
+
+    mutable = not context.stack or context.stack[-1].is_mutable_collection(col)
+    return map_variables(
+        target, col, lambda t: edit(t, False), lambda t: edit(t, True), mutable=mutable
+    )
+
+
+def scan_with_axes(
+    target: Any,
+    variable_axes: Mapping[CollectionFilter, Any] = FrozenDict(),
+    variable_broadcast: CollectionFilter = False,
+    *,
+    axis_name: str = "layers",
+    axes_collections: tuple[str, ...] = ("params",),
+    **scan_kwargs: Any,
+) -> Any:
+    """``nn.scan`` (same other arguments) that adds ``axis_name`` to the axis names
+    recorded for the scanned ``axes_collections``."""
+    broadcast = union(variable_broadcast, tuple(f"{c}_axes" for c in axes_collections))
+    scanned = scan(target, variable_axes, broadcast, **scan_kwargs)
+    for col in axes_collections:
+        if col in variable_axes:
+            scanned = _with_axis_in_metadata(scanned, variable_axes[col], axis_name, f"{col}_axes")
+    return scanned
+
+
+def vmap_with_axes(
+    target: Any,
+    variable_axes: Mapping[CollectionFilter, Any],
+    split_rngs: Mapping[CollectionFilter, bool] = FrozenDict(),
+    *,
+    partitioning_axis_names: Mapping[str, str] = FrozenDict(),
+    **vmap_kwargs: Any,
+) -> Any:
+    """``nn.vmap`` (same other arguments) that adds ``partitioning_axis_names[col]`` to
+    the axis names recorded for ``col``."""
+    axes = {**variable_axes, **{f"{c}_axes": None for c in partitioning_axis_names}}
+    vmapped = vmap(target, axes, split_rngs, **vmap_kwargs)
+    for col, name in partitioning_axis_names.items():
+        if col in axes:
+            vmapped = _with_axis_in_metadata(vmapped, axes[col], name, f"{col}_axes")
+    return vmapped
+
+
+def remat(target: Any, *, static_argnums: int | Sequence[int] = (), **remat_kwargs: Any) -> Any:
+    """``nn.remat`` (same other arguments) whose ``static_argnums`` count from the first
+    argument after ``self``."""
+    static = (static_argnums,) if isinstance(static_argnums, int) else static_argnums
+    lifted = _remat(target, static_argnums=tuple(i + 1 for i in static), **remat_kwargs)
+    if isinstance(lifted, type):  # Flax names the class after its core function: same auto-names
+        lifted.__name__ = lifted.__qualname__ = "Core_remat_static" + target.__name__
+    return lifted

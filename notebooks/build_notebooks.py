@@ -117,12 +117,16 @@ def this_python_kernel() -> Iterator[None]:
                     os.environ[key] = value
 
 
-def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
-    """Runs every cell in a fresh kernel (cwd ``notebooks/``); raises on the first error."""
+def execute(nb: nbformat.NotebookNode, timeout: int | None = 600) -> nbformat.NotebookNode:
+    """Runs every cell in a fresh kernel (cwd ``notebooks/``); raises on the first error.
+
+    ``timeout`` bounds each cell and the kernel's start-up, in seconds; None waits for them.
+    """
     with this_python_kernel():
         client = NotebookClient(
             nb,
             timeout=timeout,
+            startup_timeout=timeout or 10**9,  # nbclient wants a number here
             kernel_name=KERNEL_NAME,
             record_timing=False,
             resources={"metadata": {"path": str(HERE)}},

@@ -78,7 +78,8 @@ def test_serialization_codecs_round_trip(impl):
     ("workload", "impl"), [("seed_mlp", "minilinen"), ("serialization", "minilinen")]
 )
 def test_worker_process_reports_every_figure(workload, impl):
-    out = run_worker(workload, impl, quick=True, timeout=300, size="tiny")
+    # No timeout of its own: how long it takes is no verdict (the suite's guard catches a hang).
+    out = run_worker(workload, impl, quick=True, timeout=None, size="tiny")
     assert "error" not in out, out
     assert out["flax_imported"] is False
     figures = out["figures"]

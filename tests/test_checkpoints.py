@@ -188,40 +188,85 @@ def test_unserializable_target_writes_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+# Where a child pauses inside a save before it is killed; None: after a random delay.
+KILL_AT = [None, "fsync_file", "replace", "fsync_dir", "remove"]
+
+
 @pytest.mark.slow
 def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
-    """A child saving in a loop is killed at random moments 60 times; after every kill
-    the latest checkpoint restores exactly, and so does every other one listed."""
-    worker = subprocess.Popen(
-        [sys.executable, str(WORKER), str(tmp_path)],
+    """60 children saving in a loop are killed with SIGKILL, each after a chosen number of
+    finished saves: 48 stopped at a chosen point inside the next save (before the file's
+    fsync, before the rename, before the directory's fsync, while pruning), 12 after a random
+    delay into it. After every kill, every listed checkpoint restores exactly, the newest save a
+    child reported is there, nothing newer than what a child began is, and a temporary file
+    is left only by a save that was cut short (the next save removes it)."""
+    forker = subprocess.Popen(
+        [sys.executable, str(WORKER), "forker", str(tmp_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     rng = random.Random(0)
-    killed_mid_write = 0
-    last_step = -1
+    saved = begun = -1  # the newest step any child reported as saved / as begun
+    steps = []
+    total_saved = requested = 0
     try:
-        for _ in range(60):
-            worker.stdin.write("fork\n")
-            worker.stdin.flush()
-            pid = int(worker.stdout.readline())
-            time.sleep(rng.uniform(0.0, 0.12))
-            os.kill(pid, signal.SIGKILL)
-            assert worker.stdout.readline().split()[0] == "died"
-            if any(n.endswith(".tmp") for n in os.listdir(tmp_path)):
-                killed_mid_write += 1
-            steps = available_steps(tmp_path)
-            assert len(steps) <= 4  # keep=3, plus one while the oldest is being pruned
+        for i in range(60):
+            event = KILL_AT[i % len(KILL_AT)]
+            if event == "remove" and len(available_steps(tmp_path)) < 3:
+                event = "fsync_dir"  # keep=3: a save prunes only once three are there
+            n = rng.randrange(3)  # finished saves before the one that is cut short
+            requested += n
+            spec = json.dumps(event and {"save": n, "event": event})
+            forker.stdin.write(f"fork {spec}\n")
+            forker.stdin.flush()
+            pid = paused = None
+            child_saved = 0
+            kill_due = False
+            for line in forker.stdout:
+                kind, *args = line.split()
+                if kind == "pid":
+                    pid = int(args[0])
+                elif kind == "begin":
+                    begun = int(args[0])
+                    if event is None and child_saved == n:
+                        kill_due = True
+                        time.sleep(rng.uniform(0.0, 0.02))  # where it lands is not asserted
+                elif kind == "saved":
+                    saved = int(args[0])
+                    child_saved += 1
+                    total_saved += 1
+                elif kind == "paused":
+                    paused = (args[0], int(args[1]))
+                    kill_due = True
+                elif kind == "died":
+                    status = int(args[0])
+                    break
+                if kill_due and pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+                    kill_due = False
+            # It died of the kill, not of an error of its own.
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, line
+            before, steps = steps, available_steps(tmp_path)
+            # keep=3, plus the one a save cut short before its pruning was done.
+            assert len(steps) <= (3 if child_saved else max(3, len(before))) + 1
             for step in steps:
-                restored = restore_checkpoint(tmp_path, None, step=step)
-                assert_trees_equal(restored, tree_for_step(step))
-            if steps:
-                assert steps[-1] >= last_step
-                last_step = steps[-1]
-                assert restore_checkpoint(tmp_path, None)["step"] == last_step
+                assert_trees_equal(
+                    restore_checkpoint(tmp_path, None, step=step), tree_for_step(step)
+                )
+            if saved >= 0:
+                assert saved in steps and restore_checkpoint(tmp_path, None)["step"] == steps[-1]
+            assert not steps or steps[-1] <= begun
+            tmps = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+            if child_saved:  # a save of this child returned: it removed older temporary files
+                assert all(name.endswith(f".{pid}.tmp") for name in tmps), tmps
+            if paused:
+                point, step = paused
+                own_tmp = f".checkpoint_{step}.{pid}.tmp"
+                renamed = point in ("fsync_dir", "remove")
+                assert (own_tmp in tmps) is not renamed and (step in steps) is renamed
+                assert (steps[-1] if steps else -1) == (step if renamed else step - 1)
     finally:
-        worker.stdin.close()
-        worker.wait(timeout=30)
-    assert last_step >= 30  # the children made real progress between kills
-    assert killed_mid_write >= 5  # and many kills landed inside a save
+        forker.stdin.close()
+        forker.wait()
+    assert total_saved >= requested  # every child finished the saves it was given

@@ -199,3 +199,83 @@ def test_add_and_remove_axis_check_the_name():
         box.remove_axis(0, {PARTITION_NAME: "b"})
     with pytest.raises(errors.TransformError, match="metadata_params"):
         box.add_axis(0, {})
+
+
+# --- T5X-style API (flax.linen.partitioning) and minilinen.spmd -----------------
+
+from minilinen import partitioning, spmd  # noqa: E402
+
+
+def test_module_layout_matches_flax_and_old_imports_keep_working():
+    # Boxes live in core.meta, logical rules in spmd; partitioning re-exports both.
+    from minilinen.core import meta
+
+    assert partitioning.Partitioned is meta.Partitioned is nn.Partitioned
+    assert partitioning.LogicallyPartitioned is spmd.LogicallyPartitioned
+    assert partitioning.axis_rules is spmd.logical_axis_rules is nn.logical_axis_rules
+    assert partitioning.with_sharding_constraint is spmd.with_logical_constraint
+    # nn.remat is the transform; partitioning.remat is Flax's legacy variant.
+    assert nn.remat is nn.checkpoint and nn.remat is not partitioning.remat
+
+
+def test_constraints_are_emitted_once_a_mesh_is_set():
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            w = partitioning.param_with_axes("w", lecun, (4, 2), axes=("embed", "mlp"))
+            s = partitioning.variable_with_axes("state", "s", jnp.zeros, (2,), axes=("mlp",))
+            s.value = s.value + 1
+            return x @ w
+
+    def run():
+        return Model().init(jax.random.PRNGKey(0), jnp.ones((3, 4)))
+
+    with logical_axis_rules((("embed", "data"),)):
+        assert "sharding_constraint" not in str(jax.make_jaxpr(run)())  # no mesh: no-op
+        with jax.set_mesh(mesh):
+            jaxpr = str(jax.make_jaxpr(run)())
+    # One constraint for the param, one each for the variable's init, read and write.
+    assert jaxpr.count("sharding_constraint") == 4
+    variables = run()
+    assert variables["state"]["s"].tolist() == [1.0, 1.0]
+    assert partitioning.get_axis_names(variables["state_axes"]) == {"s": PartitionSpec("mlp")}
+
+
+def test_axis_names_recorded_twice_must_agree():
+    class Twice(nn.Module):
+        names: tuple
+
+        @nn.compact
+        def __call__(self, x):
+            partitioning.param_with_axes("w", lecun, (2, 2), axes=("a", "b"))
+            # What a second call of a scanned layer does: record the same names again.
+            self.sow("params_axes", "w_axes", partitioning.AxisMetadata(self.names),
+                     reduce_fn=partitioning._same_axes)  # fmt: skip
+            return x
+
+    variables = Twice(("a", "b")).init(jax.random.PRNGKey(0), 1.0)
+    assert variables["params_axes"]["w_axes"] == partitioning.AxisMetadata(("a", "b"))
+    with pytest.raises(ValueError, match="differ"):
+        Twice(("b", "a")).init(jax.random.PRNGKey(0), 1.0)
+
+
+def test_param_with_axes_outside_a_module_says_where_it_runs():
+    with pytest.raises(errors.TransformError, match="inside a Module method"):
+        partitioning.param_with_axes("w", lecun, (2, 2), axes=("a", "b"))
+
+
+def test_unmatched_logical_names_follow_the_fallback():
+    x = jnp.ones((2, 2))
+    rules = (("a", "data"),)
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+
+    def count(fallback):
+        fn = lambda x: spmd.with_logical_constraint(x, ("a", "zz"), rules, mesh, fallback)  # noqa: E731
+        return str(jax.make_jaxpr(fn)(x)).count("sharding_constraint")
+
+    assert count(spmd.RulesFallback.AXIS_IS_UNSHARDED) == 1
+    assert count(spmd.RulesFallback.NO_CONSTRAINT) == 0
+    with pytest.raises(ValueError, match="match no rule"):
+        count(spmd.RulesFallback.RAISE_ERROR)

@@ -29,9 +29,8 @@ def report() -> dict:
     """The worker's results (one run for every test in this file)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
-    done = subprocess.run(
-        [sys.executable, str(WORKER)], capture_output=True, text=True, env=env, timeout=900
-    )
+    # No timeout of its own: how long it takes is no verdict (the suite's guard catches a hang).
+    done = subprocess.run([sys.executable, str(WORKER)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

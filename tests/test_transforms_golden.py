@@ -23,7 +23,7 @@ from golden.transforms_cases import CASES, apply_case, box_names, grad_case
 from golden.tree_record import describe, flatten, rebuild
 
 import minilinen
-from minilinen import partitioning, transforms
+from minilinen import spmd, transforms
 
 GOLDEN = Path(__file__).parent / "golden" / "transforms"
 
@@ -31,7 +31,7 @@ GOLDEN = Path(__file__).parent / "golden" / "transforms"
 def namespace() -> types.SimpleNamespace:
     """minilinen as ``nn``, with the transform and partitioning names it will export."""
     ns = types.SimpleNamespace(**{k: getattr(minilinen, k) for k in dir(minilinen)})
-    for module in (transforms, partitioning):
+    for module in (transforms, spmd):
         for name in module.__all__:
             setattr(ns, name, getattr(module, name))
     return ns

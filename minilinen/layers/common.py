@@ -7,7 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minilinen.errors import LayerConfigError, MergeParamError
+from minilinen.call_args import merge_param
+from minilinen.errors import LayerConfigError
 
 __all__ = ["canonicalize_dtype", "promote_dtype", "merge_param", "canonicalize_tuple"]
 
@@ -63,21 +64,6 @@ def _is_inexact(dtype: Any) -> bool:
         return _INEXACT[dtype]
     except KeyError:
         return _INEXACT.setdefault(dtype, bool(jnp.issubdtype(dtype, jnp.inexact)))
-
-
-def merge_param(name: str, a: Any, b: Any) -> Any:
-    """Returns whichever of the constructor value ``a`` and call value ``b`` is set."""
-    if a is None and b is None:
-        raise MergeParamError(
-            f"'{name}' was given neither to the constructor nor at call time; pass it to one "
-            f"of them."
-        )
-    if a is not None and b is not None:
-        raise MergeParamError(
-            f"'{name}' was given both to the constructor and at call time; pass it to just "
-            f"one of them."
-        )
-    return a if b is None else b
 
 
 def canonicalize_tuple(x: Any) -> tuple:

@@ -1,0 +1,78 @@
+"""The rest of linen's API against goldens recorded with the real Flax.
+
+``golden/make_golden_api.py`` ran every case of ``golden/api_cases.py`` with
+``flax.linen``; here the same cases run with minilinen, under both settings of
+``jax_threefry_partitionable``: the variables must come out with the same keys in
+the same order and bit-identical arrays, the same logical axis names, and
+``apply``/gradients equal to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from golden.api_cases import CASES, OUTPUT_CASES, arrays_only, axes_record
+from golden.transforms_cases import apply_case, grad_case
+from golden.tree_record import describe, flatten, rebuild
+from test_transforms_golden import assert_close, keys_outline
+
+import minilinen as nn
+import minilinen.partitioning  # noqa: F401  (the cases read nn.partitioning)
+
+GOLDEN = Path(__file__).parent / "golden" / "api"
+
+
+@cache
+def golden(partitionable: bool) -> tuple[dict, dict]:
+    """(entries by case, arrays by path) recorded with Flax for one setting."""
+    stem = GOLDEN / f"threefry_{int(partitionable)}"
+    with open(f"{stem}.json") as f:
+        structures = json.load(f)["cases"]
+    with np.load(f"{stem}.npz") as npz:
+        return structures, dict(npz)
+
+
+@pytest.fixture(params=[False, True], ids=["threefry0", "threefry1"])
+def partitionable(request):
+    old = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", request.param)
+    yield request.param
+    jax.config.update("jax_threefry_partitionable", old)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_api_matches_flax(name, partitionable):
+    structures, arrays = golden(partitionable)
+    entry = structures[name]
+    c = CASES[name](nn)
+
+    variables = c.module.init(c.rngs, *c.args)
+    plain = arrays_only(variables)
+    assert keys_outline(describe(plain)) == keys_outline(entry["init"])
+    assert describe(plain, f"{name}/init") == entry["init"]
+    for path, value in flatten(plain, f"{name}/init").items():
+        assert np.array_equal(value, arrays[path]), f"{path} differs from Flax"
+    assert axes_record(variables, nn.partitioning) == entry["axes"]
+
+    flax_vars = rebuild(entry["init"], {k: jnp.asarray(v) for k, v in arrays.items()})
+    flax_vars.update({c: v for c, v in variables.items() if c.endswith("_axes")})
+    assert_close(apply_case(c, flax_vars), entry["apply"], arrays, f"{name}/apply")
+    if c.grad:
+        assert_close(grad_case(c, flax_vars), entry["grad"], arrays, f"{name}/grad")
+
+
+@pytest.mark.parametrize("name", list(OUTPUT_CASES))
+def test_api_results_match_flax(name, partitionable):
+    structures, arrays = golden(partitionable)
+    results = OUTPUT_CASES[name](nn)
+    exact = results.pop("exact")
+    assert_close(results, structures[name]["results"], arrays, name)
+    for key in exact:
+        for path, value in flatten(results[key], f"{name}/{key}").items():
+            assert np.array_equal(value, arrays[path]), f"{path} differs from Flax"

@@ -7,6 +7,7 @@ Use it as ``import minilinen as nn`` wherever Flax code says
 from minilinen import initializers as initializers
 from minilinen.core import FrozenDict
 from minilinen.core.scope import DenyList
+from minilinen.flax_compat import install_as_flax
 from minilinen.functional import apply, init, init_with_output
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
@@ -48,6 +49,7 @@ __all__ = [
     "remat_scan",
     "map_variables",
     "broadcast",
+    "install_as_flax",
     "apply",
     "init",
     "init_with_output",

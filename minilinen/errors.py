@@ -199,6 +199,33 @@ class TransformedMethodReturnValueError(TransformError):
     """A transformed method returned a Module, which cannot leave the transform."""
 
 
+# --- install_as_flax() and flax.config --------------------------------------
+
+
+class NotInMinilinenError(MinilinenError, AttributeError):
+    """A name under a ``flax`` path (after ``install_as_flax()``) that minilinen lacks."""
+
+
+class NotInMinilinenImportError(MinilinenError, ModuleNotFoundError):
+    """Importing a ``flax`` module path, or a name from one, that minilinen lacks."""
+
+
+class NNXOutOfScopeError(NotInMinilinenImportError):
+    """``flax.nnx`` was imported: minilinen is linen only."""
+
+
+class RealFlaxImportedError(MinilinenError, ImportError):
+    """``install_as_flax()`` called after the real ``flax`` was already imported."""
+
+
+class ConfigOptionError(MinilinenError, LookupError, AttributeError):
+    """A ``flax.config`` option that does not exist (or is NNX's, out of scope)."""
+
+
+class ConfigValueError(MinilinenError, ValueError):
+    """A ``flax.config`` value minilinen cannot honour."""
+
+
 class LazyInitError(MinilinenError, ValueError):
     """``lazy_init`` needed the value of an input given only as a shape."""
 
@@ -213,11 +240,6 @@ class IncorrectPostInitOverrideError(MinilinenError, AttributeError):
 
 class InvalidInstanceModuleError(MinilinenError, TypeError):
     """A Module method called on the class instead of an instance."""
-
-
-class NotInMinilinenError(MinilinenError, AttributeError):
-    """Kept for Flax's names of what minilinen does not have or raise (nnx, cursor, and
-    MultipleMethodsCompactError: like Flax 0.12, minilinen allows several @compact methods)."""
 
 
 FlaxError = MinilinenError

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minilinen import errors
+from minilinen import config, errors
 from minilinen.call_args import capture_filter, check_rngs, collections_for, resolve_method
 from minilinen.call_args import merge_param as merge_param  # Flax: flax.linen.module.merge_param
 from minilinen.core.frozen_dict import FrozenDict
@@ -305,7 +305,13 @@ class Module:
                 key = id(module)
                 if key in adopted:
                     return adopted[key]
-                module = adopted[key] = module.clone(name=None)
+                keep = getattr(
+                    type(self), "preserve_adopted_names", config.flax_preserve_adopted_names
+                )
+                module = adopted[key] = module.clone(name=module.name if keep else None)
+                if module.name is not None:  # flax_preserve_adopted_names kept its name
+                    module._attach(self, self.scope)
+                    return module
             if module.name is None:  # not yet named by its creator: named by attachment
                 object.__setattr__(module, "name", f"{attr}{suffix}")
                 module._attach(self, self.scope)
@@ -549,7 +555,7 @@ class Module:
         frame = Frame({}, rngs, mutable, {"initializing": True})
         frame.capture = capture
         out = self._run(frame, method, args, kwargs)
-        return out, FrozenDict._wrap(frame.mutated())
+        return out, config.returned(frame.mutated())
 
     def init(self, rngs: Any, *args: Any, **kwargs: Any) -> FrozenDict:
         """Initializes the module's variables from ``rngs`` and example inputs (takes
@@ -581,7 +587,7 @@ class Module:
         out = self._run(frame, method, args, kwargs)
         if mutable is False:
             return out
-        return out, FrozenDict._wrap(frame.mutated())
+        return out, config.returned(frame.mutated())
 
     def bind(
         self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False

@@ -21,6 +21,7 @@ from minilinen.core.frozen_dict import FrozenDict
 __all__ = ["DenyList", "Frame", "Scope", "CollectionFilter", "in_filter", "fold_in_static"]
 
 CollectionFilter = Any  # bool | str | Iterable[str] | DenyList
+Array = jax.Array  # Flax's alias, imported from flax.core.scope by annotations
 
 
 class DenyList:

@@ -157,7 +157,7 @@ def same_text(text: str, expected: str) -> bool:
     return " ".join(text.split()) == " ".join(printed(expected).split())
 
 
-ADAM_RTOL = 2e-5
+ADAM_RTOL = 5e-5  # as in test_seeds.py: the drift measured on an AMD EPYC CPU
 
 
 # --- 01_basics against seed 004 -----------------------------------------------------

@@ -270,9 +270,8 @@ class GroupNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x`` shaped ``(batch, *spatial, channels)``."""
-        if self.reduction_axes is not None:
-            reduction_axes = self.reduction_axes
-        else:
+        reduction_axes = self.reduction_axes
+        if reduction_axes is None:
             reduction_axes = list(range(1, x.ndim - 1)) + [-1]
         reduction_axes = _canonical_axes(x.ndim, reduction_axes)
         if reduction_axes[-1] != x.ndim - 1:
@@ -285,7 +284,7 @@ class GroupNorm(Module):
                 "GroupNorm needs exactly one of num_groups and group_size; to give "
                 "group_size, also pass num_groups=None (its default is 32)."
             )
-        channels = x.shape[-1]
+        channels, num_groups = x.shape[-1], self.num_groups
         if self.group_size is not None:
             if channels % self.group_size:
                 raise LayerConfigError(
@@ -293,8 +292,6 @@ class GroupNorm(Module):
                     f"{self.group_size}."
                 )
             num_groups = channels // self.group_size
-        else:
-            num_groups = self.num_groups
         if num_groups <= 0 or channels % num_groups:
             raise LayerConfigError(
                 f"GroupNorm: num_groups {num_groups} does not divide the {channels} channels."

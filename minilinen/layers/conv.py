@@ -13,8 +13,8 @@ from jax import lax
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerNotSupportedError
-from minilinen.layers.common import add_bias, promote_dtype
-from minilinen.layers.linear import default_kernel_init
+from minilinen.layers.common import add_bias, canonicalize_tuple, promote_dtype
+from minilinen.layers.linear import default_kernel_init, kernel_and_bias
 from minilinen.module import Module, compact, nowrap
 
 __all__ = ["Conv", "ConvLocal", "ConvTranspose", "canonicalize_padding"]
@@ -202,12 +202,9 @@ def _params(
             f"{type(mdl).__name__} mask has shape {mdl.mask.shape} but the kernel has shape "
             f"{kernel_shape}."
         )
-    kernel = mdl.param("kernel", mdl.kernel_init, kernel_shape, mdl.param_dtype)
+    kernel, bias = kernel_and_bias(mdl, kernel_shape, bias_shape)
     if mdl.mask is not None:
         kernel = kernel * mdl.mask
-    bias = None
-    if mdl.use_bias:
-        bias = mdl.param("bias", mdl.bias_init, bias_shape, mdl.param_dtype)
     return mdl.promote_dtype(inputs, kernel, bias, dtype=mdl.dtype)
 
 

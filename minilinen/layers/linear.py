@@ -44,16 +44,24 @@ class Dense(Module):
     @compact
     def __call__(self, inputs: Array) -> Array:
         """Applies the map to ``inputs`` (any number of leading axes)."""
-        kernel = self.param(
-            "kernel", self.kernel_init, (jnp.shape(inputs)[-1], self.features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        kernel_shape = (jnp.shape(inputs)[-1], self.features)
+        kernel, bias = kernel_and_bias(self, kernel_shape, (self.features,))
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
         y = dot(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision)
         return add_bias(y, bias)
+
+
+def kernel_and_bias(mdl: Module, kernel_shape: tuple, bias_shape: tuple) -> tuple[Array, Any]:
+    """Creates ``mdl``'s ``kernel`` and, if ``mdl.use_bias``, its ``bias`` (else None).
+
+    Shared by the layers with ``kernel_init``, ``bias_init``, ``use_bias`` and
+    ``param_dtype`` fields (Dense, Conv, the fused LSTM's gates).
+    """
+    kernel = mdl.param("kernel", mdl.kernel_init, kernel_shape, mdl.param_dtype)
+    if not mdl.use_bias:
+        return kernel, None
+    return kernel, mdl.param("bias", mdl.bias_init, bias_shape, mdl.param_dtype)
 
 
 def _pick_dot_general(fn: Any, cls: Any) -> Callable[..., Array]:

@@ -15,7 +15,7 @@ from minilinen.core import FrozenDict
 from minilinen.errors import LayerConfigError
 from minilinen.layers.common import add_bias, promote_dtype
 from minilinen.layers.conv import Conv
-from minilinen.layers.linear import Dense, default_kernel_init
+from minilinen.layers.linear import Dense, default_kernel_init, kernel_and_bias
 from minilinen.module import Module, compact, nowrap
 
 __all__ = [
@@ -150,13 +150,7 @@ class _DenseParams(Module):
     @compact
     def __call__(self, inputs: Array) -> tuple[Array, Array | None]:
         """Returns ``(kernel, bias or None)`` sized for ``inputs``."""
-        k = self.param(
-            "kernel", self.kernel_init, (inputs.shape[-1], self.features), self.param_dtype
-        )
-        b = None
-        if self.use_bias:
-            b = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        return k, b
+        return kernel_and_bias(self, (inputs.shape[-1], self.features), (self.features,))
 
 
 class OptimizedLSTMCell(_GatedCell):

@@ -163,22 +163,13 @@ class OptimizedLSTMCell(_GatedCell):
         """One step: returns ``((new_c, new_h), new_h)``."""
         c, h = carry
         n = h.shape[-1]
+        dense = functools.partial(
+            _DenseParams, n, param_dtype=self.param_dtype, bias_init=self.bias_init
+        )
         params_i, params_h = [], []
         for g in "ifgo":
-            for params, x, use_bias, init in (
-                (params_i, inputs, False, self.kernel_init),
-                (params_h, h, True, self.recurrent_kernel_init),
-            ):
-                p = _DenseParams(
-                    n,
-                    use_bias,
-                    self.param_dtype,
-                    None,
-                    init,
-                    self.bias_init,
-                    name=("h" if use_bias else "i") + g,
-                )
-                params.append(p(x))
+            params_i.append(dense(False, kernel_init=self.kernel_init, name="i" + g)(inputs))
+            params_h.append(dense(True, kernel_init=self.recurrent_kernel_init, name="h" + g)(h))
         zh, zi = self._fused(h, params_h), self._fused(inputs, params_i)
         return _lstm_update(self, c, [a + b for a, b in zip(zh, zi)])
 

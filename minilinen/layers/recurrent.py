@@ -452,29 +452,14 @@ class Bidirectional(Module):
         """Returns ``merge_fn(forward, backward)`` outputs (and both carries if asked)."""
         time_major = self.time_major if time_major is None else time_major
         return_carry = self.return_carry if return_carry is None else return_carry
-        if init_key is not None:
-            key_f, key_b = random.split(init_key)
-        else:
-            key_f = key_b = None
+        key_f, key_b = (None, None) if init_key is None else random.split(init_key)
         carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
+        common = dict(seq_lengths=seq_lengths, return_carry=True, time_major=time_major)
         carry_f, out_f = self.forward_rnn(
-            inputs,
-            initial_carry=carry_f,
-            init_key=key_f,
-            seq_lengths=seq_lengths,
-            return_carry=True,
-            time_major=time_major,
-            reverse=False,
+            inputs, initial_carry=carry_f, init_key=key_f, reverse=False, **common
         )
         carry_b, out_b = self.backward_rnn(
-            inputs,
-            initial_carry=carry_b,
-            init_key=key_b,
-            seq_lengths=seq_lengths,
-            return_carry=True,
-            time_major=time_major,
-            reverse=True,
-            keep_order=True,
+            inputs, initial_carry=carry_b, init_key=key_b, reverse=True, keep_order=True, **common
         )
         outputs = jax.tree_util.tree_map(self.merge_fn, out_f, out_b)
         return ((carry_f, carry_b), outputs) if return_carry else outputs

@@ -89,10 +89,7 @@ class _DenseCell(RNNCellBase):
         shape = tuple(input_shape[:-1]) + (self.features,)
         if not self._two_carries:
             return self.carry_init(rng, shape, self.param_dtype)
-        key_c, key_h = random.split(rng)
-        return self.carry_init(key_c, shape, self.param_dtype), self.carry_init(
-            key_h, shape, self.param_dtype
-        )
+        return tuple(self.carry_init(k, shape, self.param_dtype) for k in random.split(rng))
 
     @property
     def num_feature_axes(self) -> int:
@@ -299,12 +296,9 @@ def flip_sequences(
         return jnp.flip(inputs, axis=time_axis)
     steps = inputs.shape[time_axis]
     lengths = jnp.expand_dims(seq_lengths, axis=time_axis)
-    idx = jnp.arange(steps - 1, -1, -1)
-    if time_major:
-        idx = jnp.reshape(idx, [steps] + [1] * num_batch_dims)
-    else:
-        idx = jnp.reshape(idx, [1] * num_batch_dims + [steps])
-    idx = (idx + lengths) % steps
+    # Time on its axis, length-1 batch axes around it: broadcasts against the lengths.
+    idx_shape = [1] * time_axis + [steps] + [1] * (num_batch_dims - time_axis)
+    idx = (jnp.arange(steps - 1, -1, -1).reshape(idx_shape) + lengths) % steps
     idx = idx.reshape(idx.shape + (1,) * (inputs.ndim - idx.ndim))
     return jnp.take_along_axis(inputs, idx, axis=time_axis)
 
@@ -388,12 +382,11 @@ class RNN(Module):
         batch_dims = inputs.shape[1:-n_feat] if time_major else inputs.shape[:time_axis]
         if reverse:
             inputs = flip_sequences(inputs, seq_lengths, len(batch_dims), time_major)
-        if initial_carry is None:
+        carry = initial_carry
+        if carry is None:
             key = random.key(0) if init_key is None else init_key
             step_shape = inputs.shape[:time_axis] + inputs.shape[time_axis + 1 :]
             carry = self.cell.initialize_carry(key, step_shape)
-        else:
-            carry = initial_carry
 
         xs = inputs if time_axis == 0 else jnp.moveaxis(inputs, time_axis, 0)
         cell = self.cell

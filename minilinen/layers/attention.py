@@ -162,26 +162,12 @@ def dot_product_attention(
 
 
 @functools.lru_cache(maxsize=256)
-def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str]:
-    """Keyword names ``fn`` accepts, computed once per attention function."""
+def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """Keyword names ``fn`` accepts (None: any), computed once per attention function."""
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return frozenset(_ATTN_KWARGS)
+        return None
     return frozenset(p.name for p in params)
-
-
-_ATTN_KWARGS = (
-    "mask",
-    "dropout_rng",
-    "dropout_rate",
-    "broadcast_dropout",
-    "deterministic",
-    "dtype",
-    "precision",
-    "force_fp32_for_softmax",
-    "qk_attn_weights_einsum",
-    "attn_weights_value_einsum",
-)
 
 
 _INPUTS_KV_DEPRECATED = (
@@ -326,14 +312,13 @@ class MultiHeadDotProductAttention(Module):
             ),
         }
         fn = self.attention_fn
-        if fn is not dot_product_attention:
-            accepted = _accepted_kwargs(fn)
+        accepted = None if fn is dot_product_attention else _accepted_kwargs(fn)
+        if accepted is not None:
             kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         if sow_weights:
-            x = fn(query, key, value, **kwargs, module=self)
-        else:
-            x = fn(query, key, value, **kwargs)
-        return DenseGeneral(
+            kwargs["module"] = self
+        x = fn(query, key, value, **kwargs)
+        return dense(
             features=features,
             axis=(-2, -1),
             kernel_init=self.out_kernel_init or self.kernel_init,

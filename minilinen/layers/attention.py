@@ -93,10 +93,9 @@ def dot_product_attention_weights(
         module.sow("intermediates", "attention_weights", weights)
     if not deterministic and dropout_rate > 0.0:
         keep_prob = 1.0 - dropout_rate
+        shape = weights.shape
         if broadcast_dropout:
-            shape = (1,) * (key.ndim - 2) + weights.shape[-2:]
-        else:
-            shape = weights.shape
+            shape = (1,) * (key.ndim - 2) + shape[-2:]
         keep = random.bernoulli(dropout_rng, keep_prob, shape)
         weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype=dtype))
     return weights
@@ -323,10 +322,6 @@ class MultiHeadDotProductAttention(Module):
             axis=(-2, -1),
             kernel_init=self.out_kernel_init or self.kernel_init,
             bias_init=self.out_bias_init or self.bias_init,
-            use_bias=self.use_bias,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            precision=self.precision,
             dot_general=self.out_dot_general,
             dot_general_cls=self.out_dot_general_cls,
             name="out",
@@ -421,7 +416,4 @@ def combine_masks(*masks: Array | None, dtype: Dtype = jnp.float32) -> Array | N
         raise LayerInputError(
             f"combine_masks needs masks of one rank, got ranks {[m.ndim for m in masks]}."
         )
-    mask = masks[0]
-    for other in masks[1:]:
-        mask = jnp.logical_and(mask, other)
-    return mask.astype(dtype)
+    return functools.reduce(jnp.logical_and, masks).astype(dtype)

@@ -103,17 +103,13 @@ class DenseGeneral(Module):
         ndim = inputs.ndim
         axis = _normalize_axes(canonicalize_tuple(self.axis), ndim)
         batch_dims = _normalize_axes(batch_dims, ndim)
-        n_batch, n_axis = len(batch_dims), len(axis)
+        n_batch = len(batch_dims)
+        n_in = n_batch + len(axis)  # the kernel's leading axes, read from the input
         batch_shape = tuple(inputs.shape[a] for a in batch_dims)
         kernel_shape = batch_shape + tuple(inputs.shape[a] for a in axis) + features
 
         kernel = self.param(
-            "kernel",
-            _flat_init,
-            self.kernel_init,
-            n_batch + n_axis,
-            kernel_shape,
-            self.param_dtype,
+            "kernel", _flat_init, self.kernel_init, n_in, kernel_shape, self.param_dtype
         )
         bias = None
         if self.use_bias:
@@ -124,7 +120,7 @@ class DenseGeneral(Module):
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
         batch_ind = tuple(range(n_batch))
-        contract_ind = tuple(range(n_batch, n_batch + n_axis))
+        contract_ind = tuple(range(n_batch, n_in))
         out = dot(
             inputs,
             kernel,
@@ -232,12 +228,8 @@ class Embed(Module):
 
     def setup(self) -> None:
         """Creates the ``embedding`` table."""
-        self.embedding = self.param(
-            "embedding",
-            self.embedding_init,
-            (self.num_embeddings, self.features),
-            self.param_dtype,
-        )
+        shape = (self.num_embeddings, self.features)
+        self.embedding = self.param("embedding", self.embedding_init, shape, self.param_dtype)
 
     def __call__(self, inputs: Array) -> Array:
         """Looks up the rows of ``embedding`` named by the integer ``inputs``."""

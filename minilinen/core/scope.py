@@ -263,12 +263,8 @@ class Scope:
 
     def collections(self) -> dict:
         """All variables under this path, by collection (plain dicts, not copied)."""
-        out = {}
-        for col in self.frame.variables:
-            found = self._collection(col)
-            if found is not None:
-                out[col] = found
-        return out
+        found = {col: self._collection(col) for col in self.frame.variables}
+        return {col: tree for col, tree in found.items() if tree is not None}
 
     def raise_invalid(self) -> None:
         raise errors.ScopeInvalidatedError(

@@ -1,32 +1,15 @@
 """The layer library, one file per kind; every public name is listed in ``__all__``."""
 
 from minilinen.initializers import ones, ones_init, zeros, zeros_init
-from minilinen.layers import activation
+from minilinen.layers import activation, attention, normalization
 from minilinen.layers.activation import *  # noqa: F403  (its __all__: jax.nn's functions, PReLU)
-from minilinen.layers.attention import (
-    MultiHeadAttention,
-    MultiHeadDotProductAttention,
-    SelfAttention,
-    combine_masks,
-    dot_product_attention,
-    dot_product_attention_weights,
-    make_attention_mask,
-    make_causal_mask,
-)
+from minilinen.layers.attention import *  # noqa: F403  (its __all__: the attention API)
 from minilinen.layers.batch_apply import BatchApply
 from minilinen.layers.combinators import Sequential
 from minilinen.layers.common import merge_param
 from minilinen.layers.conv import Conv, ConvLocal, ConvTranspose
 from minilinen.layers.linear import Dense, DenseGeneral, Einsum, Embed
-from minilinen.layers.normalization import (
-    BatchNorm,
-    GroupNorm,
-    InstanceNorm,
-    LayerNorm,
-    RMSNorm,
-    SpectralNorm,
-    WeightNorm,
-)
+from minilinen.layers.normalization import *  # noqa: F403  (its __all__: the norm layers)
 from minilinen.layers.pooling import avg_pool, max_pool, min_pool, pool
 from minilinen.layers.recurrent import (
     RNN,
@@ -52,22 +35,9 @@ __all__ = [
     "ConvTranspose",
     "ConvLocal",
     # normalization
-    "BatchNorm",
-    "LayerNorm",
-    "RMSNorm",
-    "GroupNorm",
-    "InstanceNorm",
-    "WeightNorm",
-    "SpectralNorm",
+    *normalization.__all__,
     # attention
-    "MultiHeadDotProductAttention",
-    "MultiHeadAttention",
-    "SelfAttention",
-    "dot_product_attention",
-    "dot_product_attention_weights",
-    "make_attention_mask",
-    "make_causal_mask",
-    "combine_masks",
+    *attention.__all__,
     # recurrent
     "RNNCellBase",
     "LSTMCell",

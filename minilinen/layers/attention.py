@@ -93,10 +93,9 @@ def dot_product_attention_weights(
         module.sow("intermediates", "attention_weights", weights)
     if not deterministic and dropout_rate > 0.0:
         keep_prob = 1.0 - dropout_rate
+        shape = weights.shape
         if broadcast_dropout:
-            shape = (1,) * (key.ndim - 2) + weights.shape[-2:]
-        else:
-            shape = weights.shape
+            shape = (1,) * (key.ndim - 2) + shape[-2:]
         keep = random.bernoulli(dropout_rng, keep_prob, shape)
         weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype=dtype))
     return weights
@@ -162,26 +161,12 @@ def dot_product_attention(
 
 
 @functools.lru_cache(maxsize=256)
-def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str]:
-    """Keyword names ``fn`` accepts, computed once per attention function."""
+def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """Keyword names ``fn`` accepts (None: any), computed once per attention function."""
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return frozenset(_ATTN_KWARGS)
+        return None
     return frozenset(p.name for p in params)
-
-
-_ATTN_KWARGS = (
-    "mask",
-    "dropout_rng",
-    "dropout_rate",
-    "broadcast_dropout",
-    "deterministic",
-    "dtype",
-    "precision",
-    "force_fp32_for_softmax",
-    "qk_attn_weights_einsum",
-    "attn_weights_value_einsum",
-)
 
 
 _INPUTS_KV_DEPRECATED = (
@@ -326,22 +311,17 @@ class MultiHeadDotProductAttention(Module):
             ),
         }
         fn = self.attention_fn
-        if fn is not dot_product_attention:
-            accepted = _accepted_kwargs(fn)
+        accepted = None if fn is dot_product_attention else _accepted_kwargs(fn)
+        if accepted is not None:
             kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         if sow_weights:
-            x = fn(query, key, value, **kwargs, module=self)
-        else:
-            x = fn(query, key, value, **kwargs)
-        return DenseGeneral(
+            kwargs["module"] = self
+        x = fn(query, key, value, **kwargs)
+        return dense(
             features=features,
             axis=(-2, -1),
             kernel_init=self.out_kernel_init or self.kernel_init,
             bias_init=self.out_bias_init or self.bias_init,
-            use_bias=self.use_bias,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            precision=self.precision,
             dot_general=self.out_dot_general,
             dot_general_cls=self.out_dot_general_cls,
             name="out",
@@ -436,7 +416,4 @@ def combine_masks(*masks: Array | None, dtype: Dtype = jnp.float32) -> Array | N
         raise LayerInputError(
             f"combine_masks needs masks of one rank, got ranks {[m.ndim for m in masks]}."
         )
-    mask = masks[0]
-    for other in masks[1:]:
-        mask = jnp.logical_and(mask, other)
-    return mask.astype(dtype)
+    return functools.reduce(jnp.logical_and, masks).astype(dtype)

@@ -13,8 +13,8 @@ from jax import lax
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerNotSupportedError
-from minilinen.layers.common import add_bias, promote_dtype
-from minilinen.layers.linear import default_kernel_init
+from minilinen.layers.common import add_bias, canonicalize_tuple, promote_dtype
+from minilinen.layers.linear import default_kernel_init, kernel_and_bias
 from minilinen.module import Module, compact, nowrap
 
 __all__ = ["Conv", "ConvLocal", "ConvTranspose", "canonicalize_padding"]
@@ -32,16 +32,9 @@ def canonicalize_padding(padding: PaddingLike, rank: int) -> str | list[tuple[in
     if isinstance(padding, int):
         return [(padding, padding)] * rank
     if isinstance(padding, Sequence) and len(padding) == rank:
-        pairs = []
-        for p in padding:
-            if isinstance(p, int):
-                pairs.append((p, p))
-            elif isinstance(p, tuple | list) and len(p) == 2:
-                pairs.append(tuple(p))
-            else:
-                break
-        if len(pairs) == rank:
-            return pairs
+        pairs = [(p, p) if isinstance(p, int) else p for p in padding]
+        if all(isinstance(p, tuple | list) and len(p) == 2 for p in pairs):
+            return [tuple(p) for p in pairs]
     raise LayerConfigError(
         f"Invalid padding {padding!r}: use a string ('SAME', 'VALID', 'CIRCULAR', 'REFLECT', "
         f"'CAUSAL'), an int, or a sequence of {rank} ints or (low, high) pairs."
@@ -54,10 +47,6 @@ def _dimension_numbers(ndim: int) -> lax.ConvDimensionNumbers:
     lhs = (0, ndim - 1) + tuple(range(1, ndim - 1))
     rhs = (ndim - 1, ndim - 2) + tuple(range(0, ndim - 2))
     return lax.ConvDimensionNumbers(lhs, rhs, lhs)
-
-
-def _kernel_size(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
-    return (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
 
 
 def _broadcast(x: int | Sequence[int] | None, rank: int) -> tuple[int, ...]:
@@ -101,7 +90,7 @@ class Conv(Module):
     @compact
     def __call__(self, inputs: Array) -> Array:
         """Convolves ``inputs`` with the kernel and adds the bias."""
-        kernel_size = _kernel_size(self.kernel_size)
+        kernel_size = canonicalize_tuple(self.kernel_size)
         rank = len(kernel_size)
         inputs, batch_shape = _flatten_batch(inputs, rank)
         strides = _broadcast(self.strides, rank)
@@ -202,12 +191,9 @@ def _params(
             f"{type(mdl).__name__} mask has shape {mdl.mask.shape} but the kernel has shape "
             f"{kernel_shape}."
         )
-    kernel = mdl.param("kernel", mdl.kernel_init, kernel_shape, mdl.param_dtype)
+    kernel, bias = kernel_and_bias(mdl, kernel_shape, bias_shape)
     if mdl.mask is not None:
         kernel = kernel * mdl.mask
-    bias = None
-    if mdl.use_bias:
-        bias = mdl.param("bias", mdl.bias_init, bias_shape, mdl.param_dtype)
     return mdl.promote_dtype(inputs, kernel, bias, dtype=mdl.dtype)
 
 
@@ -239,7 +225,7 @@ class ConvTranspose(Module):
     @compact
     def __call__(self, inputs: Array) -> Array:
         """Applies the transposed convolution and adds the bias."""
-        kernel_size = _kernel_size(self.kernel_size)
+        kernel_size = canonicalize_tuple(self.kernel_size)
         rank = len(kernel_size)
         inputs, batch_shape = _flatten_batch(inputs, rank)
         strides = _broadcast(self.strides, rank)

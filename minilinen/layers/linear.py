@@ -44,16 +44,24 @@ class Dense(Module):
     @compact
     def __call__(self, inputs: Array) -> Array:
         """Applies the map to ``inputs`` (any number of leading axes)."""
-        kernel = self.param(
-            "kernel", self.kernel_init, (jnp.shape(inputs)[-1], self.features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        kernel_shape = (jnp.shape(inputs)[-1], self.features)
+        kernel, bias = kernel_and_bias(self, kernel_shape, (self.features,))
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
         y = dot(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision)
         return add_bias(y, bias)
+
+
+def kernel_and_bias(mdl: Module, kernel_shape: tuple, bias_shape: tuple) -> tuple[Array, Any]:
+    """Creates ``mdl``'s ``kernel`` and, if ``mdl.use_bias``, its ``bias`` (else None).
+
+    Shared by the layers with ``kernel_init``, ``bias_init``, ``use_bias`` and
+    ``param_dtype`` fields (Dense, Conv, the fused LSTM's gates).
+    """
+    kernel = mdl.param("kernel", mdl.kernel_init, kernel_shape, mdl.param_dtype)
+    if not mdl.use_bias:
+        return kernel, None
+    return kernel, mdl.param("bias", mdl.bias_init, bias_shape, mdl.param_dtype)
 
 
 def _pick_dot_general(fn: Any, cls: Any) -> Callable[..., Array]:
@@ -95,17 +103,13 @@ class DenseGeneral(Module):
         ndim = inputs.ndim
         axis = _normalize_axes(canonicalize_tuple(self.axis), ndim)
         batch_dims = _normalize_axes(batch_dims, ndim)
-        n_batch, n_axis = len(batch_dims), len(axis)
+        n_batch = len(batch_dims)
+        n_in = n_batch + len(axis)  # the kernel's leading axes, read from the input
         batch_shape = tuple(inputs.shape[a] for a in batch_dims)
         kernel_shape = batch_shape + tuple(inputs.shape[a] for a in axis) + features
 
         kernel = self.param(
-            "kernel",
-            _flat_init,
-            self.kernel_init,
-            n_batch + n_axis,
-            kernel_shape,
-            self.param_dtype,
+            "kernel", _flat_init, self.kernel_init, n_in, kernel_shape, self.param_dtype
         )
         bias = None
         if self.use_bias:
@@ -116,7 +120,7 @@ class DenseGeneral(Module):
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
         batch_ind = tuple(range(n_batch))
-        contract_ind = tuple(range(n_batch, n_batch + n_axis))
+        contract_ind = tuple(range(n_batch, n_in))
         out = dot(
             inputs,
             kernel,
@@ -224,12 +228,8 @@ class Embed(Module):
 
     def setup(self) -> None:
         """Creates the ``embedding`` table."""
-        self.embedding = self.param(
-            "embedding",
-            self.embedding_init,
-            (self.num_embeddings, self.features),
-            self.param_dtype,
-        )
+        shape = (self.num_embeddings, self.features)
+        self.embedding = self.param("embedding", self.embedding_init, shape, self.param_dtype)
 
     def __call__(self, inputs: Array) -> Array:
         """Looks up the rows of ``embedding`` named by the integer ``inputs``."""

@@ -107,15 +107,12 @@ def _normalize(
     bias_init, force_float32_reductions) configure it; ``use_bias`` overrides the
     layer's field for layers that have none (RMSNorm).
     """
-    dtype, param_dtype, epsilon = mdl.dtype, mdl.param_dtype, mdl.epsilon
-    use_scale, force_float32_reductions = mdl.use_scale, mdl.force_float32_reductions
+    dtype, epsilon, use_scale = mdl.dtype, mdl.epsilon, mdl.use_scale
     if use_bias is None:
         use_bias = mdl.use_bias
     reduction_axes = _canonical_axes(x.ndim, reduction_axes)
     feature_axes = _canonical_axes(x.ndim, feature_axes)
-    feature_shape = [1] * x.ndim
-    for a in feature_axes:
-        feature_shape[a] = x.shape[a]
+    feature_shape = [x.shape[a] if a in feature_axes else 1 for a in range(x.ndim)]
     # A tuple (hashable) lets the scope cache the parameter's abstract shape.
     param_shape = tuple(x.shape[a] for a in feature_axes)
     mean = jnp.expand_dims(mean, reduction_axes)
@@ -126,20 +123,22 @@ def _normalize(
     mul = lax.rsqrt(var + epsilon)
     args = [x]
     if use_scale:
-        scale = mdl.param("scale", mdl.scale_init, param_shape, param_dtype).reshape(feature_shape)
-        if not force_float32_reductions:
-            scale = jnp.asarray(scale, param_dtype)
-        mul = mul * scale
-        args.append(scale)
+        args.append(_feature_param(mdl, "scale", mdl.scale_init, param_shape, feature_shape))
+        mul = mul * args[-1]
     y = y * mul
     if use_bias:
-        bias = mdl.param("bias", mdl.bias_init, param_shape, param_dtype).reshape(feature_shape)
-        if not force_float32_reductions:
-            bias = jnp.asarray(bias, param_dtype)
-        y = y + bias
-        args.append(bias)
+        args.append(_feature_param(mdl, "bias", mdl.bias_init, param_shape, feature_shape))
+        y = y + args[-1]
     dtype = canonicalize_dtype(*args, dtype=dtype)
     return y if y.dtype == dtype else jnp.asarray(y, dtype)
+
+
+def _feature_param(
+    mdl: Module, name: str, init: Initializer, shape: tuple, feature_shape: list
+) -> Array:
+    """Parameter ``name`` of ``shape``, reshaped to broadcast along the feature axes."""
+    p = mdl.param(name, init, shape, mdl.param_dtype).reshape(feature_shape)
+    return p if mdl.force_float32_reductions else jnp.asarray(p, mdl.param_dtype)
 
 
 def _stats_and_normalize(
@@ -271,9 +270,8 @@ class GroupNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x`` shaped ``(batch, *spatial, channels)``."""
-        if self.reduction_axes is not None:
-            reduction_axes = self.reduction_axes
-        else:
+        reduction_axes = self.reduction_axes
+        if reduction_axes is None:
             reduction_axes = list(range(1, x.ndim - 1)) + [-1]
         reduction_axes = _canonical_axes(x.ndim, reduction_axes)
         if reduction_axes[-1] != x.ndim - 1:
@@ -286,7 +284,7 @@ class GroupNorm(Module):
                 "GroupNorm needs exactly one of num_groups and group_size; to give "
                 "group_size, also pass num_groups=None (its default is 32)."
             )
-        channels = x.shape[-1]
+        channels, num_groups = x.shape[-1], self.num_groups
         if self.group_size is not None:
             if channels % self.group_size:
                 raise LayerConfigError(
@@ -294,8 +292,6 @@ class GroupNorm(Module):
                     f"{self.group_size}."
                 )
             num_groups = channels // self.group_size
-        else:
-            num_groups = self.num_groups
         if num_groups <= 0 or channels % num_groups:
             raise LayerConfigError(
                 f"GroupNorm: num_groups {num_groups} does not divide the {channels} channels."

@@ -42,10 +42,6 @@ def pool(
         raise LayerConfigError(
             f"pool strides {strides} must have one entry per window axis {window_shape}."
         )
-    unbatched = n_batch == 0
-    if unbatched:
-        inputs = inputs[None]
-        n_batch = 1
     dims = (1,) * n_batch + window_shape + (1,)
     steps = (1,) * n_batch + strides + (1,)
     if not isinstance(padding, str):
@@ -56,8 +52,7 @@ def pool(
                 f"{window_shape}."
             )
         padding = ((0, 0),) * n_batch + padding + ((0, 0),)
-    y = lax.reduce_window(inputs, init, reduce_fn, dims, steps, padding)
-    return y[0] if unbatched else y
+    return lax.reduce_window(inputs, init, reduce_fn, dims, steps, padding)
 
 
 def avg_pool(

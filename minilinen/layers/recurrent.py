@@ -15,7 +15,7 @@ from minilinen.core import FrozenDict
 from minilinen.errors import LayerConfigError
 from minilinen.layers.common import add_bias, promote_dtype
 from minilinen.layers.conv import Conv
-from minilinen.layers.linear import Dense, default_kernel_init
+from minilinen.layers.linear import Dense, default_kernel_init, kernel_and_bias
 from minilinen.module import Module, compact, nowrap
 
 __all__ = [
@@ -89,10 +89,7 @@ class _DenseCell(RNNCellBase):
         shape = tuple(input_shape[:-1]) + (self.features,)
         if not self._two_carries:
             return self.carry_init(rng, shape, self.param_dtype)
-        key_c, key_h = random.split(rng)
-        return self.carry_init(key_c, shape, self.param_dtype), self.carry_init(
-            key_h, shape, self.param_dtype
-        )
+        return tuple(self.carry_init(k, shape, self.param_dtype) for k in random.split(rng))
 
     @property
     def num_feature_axes(self) -> int:
@@ -150,13 +147,7 @@ class _DenseParams(Module):
     @compact
     def __call__(self, inputs: Array) -> tuple[Array, Array | None]:
         """Returns ``(kernel, bias or None)`` sized for ``inputs``."""
-        k = self.param(
-            "kernel", self.kernel_init, (inputs.shape[-1], self.features), self.param_dtype
-        )
-        b = None
-        if self.use_bias:
-            b = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        return k, b
+        return kernel_and_bias(self, (inputs.shape[-1], self.features), (self.features,))
 
 
 class OptimizedLSTMCell(_GatedCell):
@@ -169,22 +160,13 @@ class OptimizedLSTMCell(_GatedCell):
         """One step: returns ``((new_c, new_h), new_h)``."""
         c, h = carry
         n = h.shape[-1]
+        dense = functools.partial(
+            _DenseParams, n, param_dtype=self.param_dtype, bias_init=self.bias_init
+        )
         params_i, params_h = [], []
         for g in "ifgo":
-            for params, x, use_bias, init in (
-                (params_i, inputs, False, self.kernel_init),
-                (params_h, h, True, self.recurrent_kernel_init),
-            ):
-                p = _DenseParams(
-                    n,
-                    use_bias,
-                    self.param_dtype,
-                    None,
-                    init,
-                    self.bias_init,
-                    name=("h" if use_bias else "i") + g,
-                )
-                params.append(p(x))
+            params_i.append(dense(False, kernel_init=self.kernel_init, name="i" + g)(inputs))
+            params_h.append(dense(True, kernel_init=self.recurrent_kernel_init, name="h" + g)(h))
         zh, zi = self._fused(h, params_h), self._fused(inputs, params_i)
         return _lstm_update(self, c, [a + b for a, b in zip(zh, zi)])
 
@@ -314,12 +296,9 @@ def flip_sequences(
         return jnp.flip(inputs, axis=time_axis)
     steps = inputs.shape[time_axis]
     lengths = jnp.expand_dims(seq_lengths, axis=time_axis)
-    idx = jnp.arange(steps - 1, -1, -1)
-    if time_major:
-        idx = jnp.reshape(idx, [steps] + [1] * num_batch_dims)
-    else:
-        idx = jnp.reshape(idx, [1] * num_batch_dims + [steps])
-    idx = (idx + lengths) % steps
+    # Time on its axis, length-1 batch axes around it: broadcasts against the lengths.
+    idx_shape = [1] * time_axis + [steps] + [1] * (num_batch_dims - time_axis)
+    idx = (jnp.arange(steps - 1, -1, -1).reshape(idx_shape) + lengths) % steps
     idx = idx.reshape(idx.shape + (1,) * (inputs.ndim - idx.ndim))
     return jnp.take_along_axis(inputs, idx, axis=time_axis)
 
@@ -403,12 +382,11 @@ class RNN(Module):
         batch_dims = inputs.shape[1:-n_feat] if time_major else inputs.shape[:time_axis]
         if reverse:
             inputs = flip_sequences(inputs, seq_lengths, len(batch_dims), time_major)
-        if initial_carry is None:
+        carry = initial_carry
+        if carry is None:
             key = random.key(0) if init_key is None else init_key
             step_shape = inputs.shape[:time_axis] + inputs.shape[time_axis + 1 :]
             carry = self.cell.initialize_carry(key, step_shape)
-        else:
-            carry = initial_carry
 
         xs = inputs if time_axis == 0 else jnp.moveaxis(inputs, time_axis, 0)
         cell = self.cell
@@ -467,29 +445,14 @@ class Bidirectional(Module):
         """Returns ``merge_fn(forward, backward)`` outputs (and both carries if asked)."""
         time_major = self.time_major if time_major is None else time_major
         return_carry = self.return_carry if return_carry is None else return_carry
-        if init_key is not None:
-            key_f, key_b = random.split(init_key)
-        else:
-            key_f = key_b = None
+        key_f, key_b = (None, None) if init_key is None else random.split(init_key)
         carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
+        common = dict(seq_lengths=seq_lengths, return_carry=True, time_major=time_major)
         carry_f, out_f = self.forward_rnn(
-            inputs,
-            initial_carry=carry_f,
-            init_key=key_f,
-            seq_lengths=seq_lengths,
-            return_carry=True,
-            time_major=time_major,
-            reverse=False,
+            inputs, initial_carry=carry_f, init_key=key_f, reverse=False, **common
         )
         carry_b, out_b = self.backward_rnn(
-            inputs,
-            initial_carry=carry_b,
-            init_key=key_b,
-            seq_lengths=seq_lengths,
-            return_carry=True,
-            time_major=time_major,
-            reverse=True,
-            keep_order=True,
+            inputs, initial_carry=carry_b, init_key=key_b, reverse=True, keep_order=True, **common
         )
         outputs = jax.tree_util.tree_map(self.merge_fn, out_f, out_b)
         return ((carry_f, carry_b), outputs) if return_carry else outputs

@@ -330,3 +330,41 @@ def test_a_setup_submodule_passed_to_a_lifted_helper():
         == {"params": {"inner": {"bias": (2,), "kernel": (2, 2)}}}
     )
     np.testing.assert_array_equal(Jitted().apply(variables, x), Plain().apply(variables, x))
+
+
+def test_jitted_modules_held_in_fields_keep_their_writes():
+    # A field module adopted eagerly by its holder is re-adopted inside the holder's
+    # nn.jit as given, so its variables land under the field's name (as in Flax).
+    class C(nn.Module):
+        @nn.jit
+        @nn.compact
+        def __call__(self, x):
+            initialized = self.has_variable("muts", "v")
+            v = self.variable("muts", "v", lambda: jnp.zeros_like(x))
+            if initialized:
+                v.value += x
+            return x
+
+    class B(nn.Module):
+        c: nn.Module
+
+        @nn.jit
+        @nn.compact
+        def __call__(self, x):
+            C(name="outer_c")(x)
+            return self.c(x)
+
+    class A(nn.Module):
+        b: nn.Module
+
+        @nn.jit
+        @nn.compact
+        def __call__(self, x):
+            return self.b(x)
+
+    model, x = A(b=B(c=C())), jnp.ones((1,), jnp.float32)
+    variables = model.init(jax.random.key(0), x)
+    assert set(variables["muts"]["b"]) == {"c", "outer_c"}
+    _, new = model.apply(variables, x, mutable=["muts"])
+    np.testing.assert_array_equal(new["muts"]["b"]["c"]["v"], [1.0])
+    np.testing.assert_array_equal(new["muts"]["b"]["outer_c"]["v"], [1.0])

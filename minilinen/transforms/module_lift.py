@@ -20,7 +20,7 @@ import jax
 
 from minilinen import errors
 from minilinen.core.scope import Scope
-from minilinen.module import Module, _wrap_method
+from minilinen.module import Module, _given_fields, _wrap_method
 from minilinen.transforms.lift import as_tuple
 from minilinen.variables import Variable
 
@@ -183,7 +183,7 @@ class InnerCall:
         self.scopes: list[Scope] = [bound_scope(module, name)]
         self.refs: list[tuple] = []  # per _Slot: (object, (scope index, names), fields)
         self._seen: dict[int, _Slot] = {}
-        fields = module.__dict__
+        fields = _given_fields(module)
         self.fields = {f: self.hide(fields[f], module) for f in self.cls._field_names}
         if args or kwargs:
             args, kwargs = self.hide((tuple(args), dict(kwargs or {})))

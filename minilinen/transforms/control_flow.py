@@ -78,7 +78,7 @@ def while_loop(
     def keep_going(c: tuple) -> Any:
         i, carried, carry = c
         # As in Flax, the test draws keys with -i, so they differ from the body's.
-        return pack.run(test, (carried, broadcast), loop_rngs(-i), carry, mutable=False)[0]
+        return test(pack.inner_scope((carried, broadcast), loop_rngs(-i), False), carry)
 
     def step(c: tuple) -> tuple:
         i, carried, carry = c

@@ -64,9 +64,7 @@ def jit_scope(
     def traced(signature: tuple, groups: tuple, rng_groups: tuple, *args, **kwargs):
         call = calls[-1]
         call[1] = True
-        inner = call[0].inner_scope(groups, rng_groups)
-        y = fn(inner, signature[0], *args, **kwargs)
-        return y, call[0].repack(inner)
+        return call[0].run(fn, groups, rng_groups, signature[0], *args, **kwargs)
 
     # The jitted function takes (signature, variable groups, rng groups, *args).
     jitted = jax.jit(

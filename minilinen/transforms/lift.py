@@ -99,12 +99,10 @@ class Pack:
             inner.append(scope)
         return inner[0] if self.single else tuple(inner)
 
-    def run(
-        self, fn: Callable, variable_groups: tuple, rng_groups: tuple, *args, mutable=True, **kw
-    ) -> tuple:
+    def run(self, fn: Callable, variable_groups: tuple, rng_groups: tuple, *args, **kw) -> tuple:
         """``fn(inner scope(s), *args)`` over the given groups: its output and the
         collections it wrote, grouped by the output filters."""
-        inner = self.inner_scope(variable_groups, rng_groups, mutable)
+        inner = self.inner_scope(variable_groups, rng_groups)
         return fn(inner, *args, **kw), self.repack(inner)
 
     def has_mutable(self, mutable: CollectionFilter = True) -> bool:

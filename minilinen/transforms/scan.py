@@ -167,12 +167,10 @@ def scan_scope(
             )
             if data_transform is not None:
                 groups, rng_groups = data_transform(groups, rng_groups)
-            inner = pack.inner_scope(groups, rng_groups)
             args_i = _per_axis(
                 lambda axis, a, x: a if _is_broadcast(axis) else x, in_axes, args, x_i
             )
-            c, y = fn(inner, c, *args_i)
-            b_out, c_out, *s_out = pack.repack(inner)
+            (c, y), (b_out, c_out, *s_out) = pack.run(fn, groups, rng_groups, c, *args_i)
             b_out = pack.each(lambda out, b: {**b, **out}, b_out, b_in)  # read-only ones pass
             return b_out, (c_out, c), (y, tuple(s_out))
 

@@ -60,13 +60,8 @@ def vmap_scope(
             for group, split in zip(pack.rng_groups, rng_split)
         )
 
-        def mapped(groups: tuple, rng_groups: tuple, args: tuple) -> tuple:
-            inner = pack.inner_scope(groups, rng_groups)
-            y = fn(inner, *args)
-            return y, pack.repack(inner)
-
         y, out_groups = jax.vmap(
-            mapped,
+            lambda groups, rng_groups, args: pack.run(fn, groups, rng_groups, *args),
             in_axes=(var_axes, rng_axes, in_axes),
             out_axes=(out_axes, var_axes),
             axis_name=axis_name,

@@ -47,8 +47,7 @@ class _Call:
     inputs: Any
     outputs: Any = None
     seen: dict | None = None  # the variables the module saw, as shapes (for FLOPs)
-    flops: float | None = None
-    vjp_flops: float | None = None
+    flops: dict = dataclasses.field(default_factory=dict)  # by column: flops, vjp_flops
 
 
 def tabulate(
@@ -82,27 +81,16 @@ def tabulate(
     The returned function takes ``(*args, **kwargs)`` as ``module.init`` would
     after ``rngs`` (``method=`` included) and returns the table as a string.
     """
+    flop_columns = ("flops",) * compute_flops + ("vjp_flops",) * compute_vjp_flops
 
     def summarize(*args: Any, **kwargs: Any) -> str:
-        measure = compute_flops or compute_vjp_flops
-        calls, variables = _trace(module, rngs, mutable, args, kwargs, measure)
+        calls, variables = _trace(module, rngs, mutable, args, kwargs, bool(flop_columns))
         shown = _select_rows(calls, depth, show_repeated)
-        if compute_flops or compute_vjp_flops:
-            keys = _as_key_dict(rngs)
-            for call in shown:
-                _measure_flops(call, keys, compute_flops, compute_vjp_flops)
-        return _render(
-            type(module).__name__,
-            calls,
-            shown,
-            variables,
-            depth,
-            compute_flops,
-            compute_vjp_flops,
-            console_kwargs,
-            table_kwargs,
-            column_kwargs,
-        )
+        for call in shown if flop_columns else ():
+            _measure_flops(call, _as_key_dict(rngs), flop_columns)
+        title = type(module).__name__
+        options = (console_kwargs, table_kwargs, column_kwargs)
+        return _render(title, calls, shown, variables, depth, flop_columns, *options)
 
     return summarize
 
@@ -226,7 +214,7 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, jax.ShapeDtypeStruct)
 
 
-def _measure_flops(call: _Call, rngs: dict, forward: bool, backward: bool) -> None:
+def _measure_flops(call: _Call, rngs: dict, columns: tuple[str, ...]) -> None:
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
     own = {col: tree for col, tree in (call.seen or {}).items() if tree}
     unbound = call.module
@@ -244,23 +232,20 @@ def _measure_flops(call: _Call, rngs: dict, forward: bool, backward: bool) -> No
         return out
 
     arrays = [leaves[i] for i in dynamic]
-    if forward:
-        call.flops = _cost(run, own, arrays)
-    if backward:
+    if "flops" in columns:
+        call.flops["flops"] = _cost(run, own, arrays)
+    if "vjp_flops" in columns:
         cotangents = _inexact_leaves(jax.eval_shape(run, own, arrays))
-        call.vjp_flops = _cost(_forward_and_backward(run), own, arrays, cotangents)
+        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, arrays, cotangents)
 
 
 def _forward_and_backward(run: Callable) -> Callable:
     """``run``'s output and its pullback of a cotangent that is an input, so XLA
     cannot fold the backward pass into reductions of a constant."""
 
-    def inexact(x: Any) -> bool:
-        return jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)
-
     def both(variables: Any, arrays: list, cotangents: list) -> Any:
         flat, treedef = jax.tree_util.tree_flatten((variables, arrays))
-        diff = [i for i, x in enumerate(flat) if inexact(x)]
+        diff = [i for i, x in enumerate(flat) if _is_inexact(x)]
 
         def of_diff(*xs: Any) -> Any:
             full = list(flat)
@@ -275,9 +260,13 @@ def _forward_and_backward(run: Callable) -> Callable:
     return both
 
 
-def _inexact_leaves(tree: Any) -> list:
+def _is_inexact(x: Any) -> bool:
     # Python scalars count by the dtype JAX gives them (a float is inexact, an int not).
-    return [y for y in _leaves(tree) if jax.numpy.issubdtype(jnp.result_type(y), jnp.inexact)]
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _inexact_leaves(tree: Any) -> list:
+    return [y for y in _leaves(tree) if _is_inexact(y)]
 
 
 def _cost(fn: Callable, *shapes: Any) -> float | None:
@@ -348,15 +337,14 @@ def _is_nested(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and not hasattr(value, "_fields")
 
 
-def _variables_cell(own: Any, folded: Any) -> rich.text.Text | str:
-    """A module's own variables listed with their count; or, for a folded subtree, the total."""
-    if folded is not None:
-        n, nbytes = _count(folded)
-        return _size_text(n, nbytes) if n else ""
-    n, nbytes = _count(own)
+def _variables_cell(tree: Any, listed: bool) -> rich.text.Text | str:
+    """The count of the variables in ``tree``, after them one a line if ``listed``."""
+    n, nbytes = _count(tree)
     if not n:
         return ""
-    cell = _value_text(own)
+    if not listed:
+        return _size_text(n, nbytes)
+    cell = _value_text(tree)
     cell.append("\n\n")
     cell.append_text(_size_text(n, nbytes))
     return cell
@@ -378,8 +366,7 @@ def _render(
     rows: list[_Call],
     variables: dict,
     depth: int | None,
-    compute_flops: bool,
-    compute_vjp_flops: bool,
+    flop_columns: tuple[str, ...],
     console_kwargs: Mapping[str, Any] | None,
     table_kwargs: Mapping[str, Any],
     column_kwargs: Mapping[str, Any],
@@ -394,47 +381,32 @@ def _render(
         "title_style": "italic",
     }
     table = rich.table.Table(**{**options, **table_kwargs})
-    headers = ["path", "module", "inputs", "outputs"]
-    if compute_flops:
-        headers.append("flops")
-    if compute_vjp_flops:
-        headers.append("vjp_flops")
+    headers = ["path", "module", "inputs", "outputs", *flop_columns]
     for header in headers[:-1]:
         table.add_column(header, **column_kwargs)
     # "Total" sits in the footer of the last column before the collections.
     table.add_column(headers[-1], footer=rich.text.Text("Total", justify="right"), **column_kwargs)
-    grand_n = grand_bytes = 0
     for col in cols:
-        n, nbytes = _count(variables[col])
-        grand_n, grand_bytes = grand_n + n, grand_bytes + nbytes
-        table.add_column(col, footer=_size_text(n, nbytes), **column_kwargs)
+        table.add_column(col, footer=_size_text(*_count(variables[col])), **column_kwargs)
 
     listed: set[Path] = set()
     for call in rows:
         repeated = call.path in listed
         listed.add(call.path)
         folded = depth is not None and len(call.path) == depth and bool(kids.get(call.path))
-        cells: list[Any] = [
-            "/".join(call.path),
-            _module_cell(call),
-            _value_text(call.inputs),
-            _value_text(call.outputs),
-        ]
-        if compute_flops:
-            cells.append("" if call.flops is None else f"{call.flops:.0f}")
-        if compute_vjp_flops:
-            cells.append("" if call.vjp_flops is None else f"{call.vjp_flops:.0f}")
+        cells: list[Any] = ["/".join(call.path), _module_cell(call)]
+        cells += [_value_text(call.inputs), _value_text(call.outputs)]
+        cells += [f"{call.flops[c]:.0f}" for c in flop_columns]
         for col in cols:
             tree = _subtree(variables[col], call.path)
             if repeated:  # a module's variables belong to its first row only
                 cells.append("")
-            elif folded:
-                cells.append(_variables_cell(None, tree))
-            else:
-                own = {k: v for k, v in tree.items() if k not in kids.get(call.path, ())}
-                cells.append(_variables_cell(own, None))
+            else:  # a folded row totals its subtree; others list their own variables
+                own = {k: v for k, v in tree.items() if folded or k not in kids.get(call.path, ())}
+                cells.append(_variables_cell(own, listed=not folded))
         table.add_row(*cells)
 
+    grand_n, grand_bytes = _count(variables)
     caption = rich.text.Text("Total Parameters: ", style="bold")
     caption.append_text(_size_text(grand_n, grand_bytes) if grand_n else rich.text.Text(""))
     table.caption = caption

@@ -42,11 +42,11 @@ def _advance(counters: dict, delta: dict) -> None:
         node[path[-1]] = node.get(path[-1], 0) + step
 
 
-def _forked_pack(scopes: tuple, variables: CollectionFilter, rngs: CollectionFilter) -> Pack:
+def _forked_pack(scope: Any, variables: CollectionFilter, rngs: CollectionFilter) -> Pack:
     """A Pack whose RNG streams are forked, one ``make_rng`` per stream and scope: keys
     inside derive from them with paths relative to the lifted module."""
+    scopes = (scope,) if isinstance(scope, Scope) else scope
     forked = [{stream: s.make_rng(stream) for stream in s.frame.rngs} for s in scopes]
-    scope = scopes[0] if len(scopes) == 1 else scopes
     return Pack(scope, (variables,), (variables,), (rngs,), rngs=forked, rng_path=())
 
 
@@ -58,7 +58,7 @@ def fold_rngs_scope(
     variables come out as under ``nn.jit``."""
 
     def lifted(scope: Any, *args: Any, **kwargs: Any) -> Any:
-        pack = _forked_pack((scope,) if isinstance(scope, Scope) else scope, variables, rngs)
+        pack = _forked_pack(scope, variables, rngs)
         y, out_groups = pack.run(fn, pack.variable_groups, pack.rng_groups, *args, **kwargs)
         pack.publish(out_groups)
         return y
@@ -102,8 +102,8 @@ def jit_scope(
     consumed: dict[tuple, list] = {}
 
     def lifted(scope: Any, key: Any, *args: Any, **kwargs: Any) -> Any:
-        scopes = (scope,) if isinstance(scope, Scope) else scope
-        pack = _forked_pack(scopes, variables, rngs)
+        pack = _forked_pack(scope, variables, rngs)
+        scopes = pack.scopes
         before = [_counts(s.rng_counters) for s in scopes]
         flags = tuple(sorted(pack.scope.frame.flags.items()))
         counts = tuple(tuple(sorted(b.items(), key=repr)) for b in before)

@@ -15,7 +15,7 @@ from typing import Any
 
 from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.filters import subtract
+from minilinen.transforms.filters import is_empty, subtract
 from minilinen.transforms.lift import Pack
 from minilinen.transforms.module_lift import module_transform
 
@@ -52,7 +52,7 @@ def map_variables_scope(
     def lifted(scope: Scope, *args: Any, **kwargs: Any) -> Any:
         pack = Pack(scope, in_filters, out_filters, (rngs,))
         target, others = pack.variable_groups
-        if init and pack.has_mutable():
+        if init and not is_empty(pack.mutable):
             # Create the variables unmapped (RNG counters advance as in Flax),
             # then store them as trans_out_fn says.
             _, (target, _) = pack.run(fn, (target, others), pack.rng_groups, *args, **kwargs)

@@ -24,6 +24,7 @@ import rich.console
 import rich.table
 import rich.text
 
+from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import DenyList
 from minilinen.module import Module
@@ -87,7 +88,8 @@ def tabulate(
         calls, variables = _trace(module, rngs, mutable, args, kwargs, bool(flop_columns))
         shown = _select_rows(calls, depth, show_repeated)
         for call in shown if flop_columns else ():
-            _measure_flops(call, _as_key_dict(rngs), flop_columns)
+            keys = dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
+            _measure_flops(call, keys, flop_columns)
         title = type(module).__name__
         options = (console_kwargs, table_kwargs, column_kwargs)
         return _render(title, calls, shown, variables, depth, flop_columns, *options)
@@ -120,7 +122,7 @@ def _trace(
         if keep_seen:
             # Inside a lifted transform (vmap, scan) a module sees a slice of the
             # stored variables; its FLOPs must be measured on what it saw.
-            call.seen = _thaw(_abstract(ctx.module.variables))
+            call.seen = unfreeze(_abstract(ctx.module.variables))
         return out
 
     def init() -> Any:
@@ -128,7 +130,7 @@ def _trace(
             return module.init(rngs, *args, mutable=mutable, **kwargs)
 
     variables = jax.eval_shape(init)
-    return calls, _thaw(variables)
+    return calls, unfreeze(variables)
 
 
 def _inputs_view(args: tuple, kwargs: dict) -> Any:
@@ -150,23 +152,14 @@ def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
 
 
-def _thaw(tree: Any) -> Any:
-    if isinstance(tree, Mapping):
-        return {k: _thaw(v) for k, v in tree.items()}
-    return tree
-
-
 def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> list[_Call]:
-    rows, seen = [], set()
-    for call in calls:
-        if depth is not None and len(call.path) > depth:
-            continue
-        if not show_repeated:
-            if call.path in seen:
-                continue
-            seen.add(call.path)
-        rows.append(call)
-    return rows
+    rows = [call for call in calls if depth is None or len(call.path) <= depth]
+    if show_repeated:
+        return rows
+    first: dict[Path, _Call] = {}  # each module's first call, in call order
+    for call in rows:
+        first.setdefault(call.path, call)
+    return list(first.values())
 
 
 # --- variables per module -----------------------------------------------------
@@ -204,10 +197,6 @@ def _count(tree: Any) -> tuple[int, int]:
 
 
 # --- FLOPs --------------------------------------------------------------------
-
-
-def _as_key_dict(rngs: Any) -> dict:
-    return dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
 
 
 def _is_array(x: Any) -> bool:

@@ -45,7 +45,6 @@ class _Call:
     method: str
     args: tuple
     kwargs: dict
-    inputs: Any
     outputs: Any = None
     seen: dict | None = None  # the variables the module saw, as shapes (for FLOPs)
     flops: dict = dataclasses.field(default_factory=dict)  # by column: flops, vjp_flops
@@ -114,7 +113,6 @@ def _trace(
             method=ctx.method_name,
             args=_abstract(a),
             kwargs=_abstract(kw),
-            inputs=_abstract(_inputs_view(a, kw)),
         )
         calls.append(call)  # before the call, so parents precede their children
         out = next_fun(*a, **kw)
@@ -207,20 +205,15 @@ def _measure_flops(call: _Call, rngs: dict, columns: tuple[str, ...]) -> None:
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
     own = {col: tree for col, tree in (call.seen or {}).items() if tree}
     unbound = call.module
-    leaves, treedef = jax.tree_util.tree_flatten((call.args, call.kwargs))
-    dynamic = [i for i, x in enumerate(leaves) if _is_array(x)]
+    arrays, with_arrays = _picked((call.args, call.kwargs), _is_array)
 
     def run(variables: Any, arrays: list) -> Any:
-        filled = list(leaves)
-        for i, x in zip(dynamic, arrays):
-            filled[i] = x
-        args, kwargs = jax.tree_util.tree_unflatten(treedef, filled)
+        args, kwargs = with_arrays(arrays)
         out, _ = unbound.apply(
             variables, *args, rngs=rngs, method=call.method, mutable=True, **kwargs
         )
         return out
 
-    arrays = [leaves[i] for i in dynamic]
     if "flops" in columns:
         call.flops["flops"] = _cost(run, own, arrays)
     if "vjp_flops" in columns:
@@ -233,20 +226,28 @@ def _forward_and_backward(run: Callable) -> Callable:
     cannot fold the backward pass into reductions of a constant."""
 
     def both(variables: Any, arrays: list, cotangents: list) -> Any:
-        flat, treedef = jax.tree_util.tree_flatten((variables, arrays))
-        diff = [i for i, x in enumerate(flat) if _is_inexact(x)]
-
-        def of_diff(*xs: Any) -> Any:
-            full = list(flat)
-            for i, x in zip(diff, xs):
-                full[i] = x
-            return _inexact_leaves(run(*jax.tree_util.tree_unflatten(treedef, full)))
-
+        diff, with_diff = _picked((variables, arrays), _is_inexact)
+        of_diff = lambda *xs: _inexact_leaves(run(*with_diff(xs)))  # noqa: E731
         # The output is returned too: the forward pass is part of a training step's cost.
-        out, pullback = jax.vjp(of_diff, *[flat[i] for i in diff])
+        out, pullback = jax.vjp(of_diff, *diff)
         return out, pullback(cotangents)
 
     return both
+
+
+def _picked(tree: Any, pick: Callable) -> tuple[list, Callable]:
+    """The leaves of ``tree`` that ``pick`` selects, and a function giving ``tree`` with
+    other values in their place (the rest of it held fixed)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    where = [i for i, x in enumerate(leaves) if pick(x)]
+
+    def with_values(values: Any) -> Any:
+        filled = list(leaves)
+        for i, x in zip(where, values):
+            filled[i] = x
+        return jax.tree_util.tree_unflatten(treedef, filled)
+
+    return [leaves[i] for i in where], with_values
 
 
 def _is_inexact(x: Any) -> bool:
@@ -384,7 +385,7 @@ def _render(
         listed.add(call.path)
         folded = depth is not None and len(call.path) == depth and bool(kids.get(call.path))
         cells: list[Any] = ["/".join(call.path), _module_cell(call)]
-        cells += [_value_text(call.inputs), _value_text(call.outputs)]
+        cells += [_value_text(_inputs_view(call.args, call.kwargs)), _value_text(call.outputs)]
         cells += [f"{call.flops[c]:.0f}" for c in flop_columns]
         for col in cols:
             tree = _subtree(variables[col], call.path)

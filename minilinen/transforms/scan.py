@@ -42,13 +42,9 @@ def _is_broadcast(axis: Any) -> bool:
     return axis is broadcast or axis is None
 
 
-def _axis_leaf(x: Any) -> bool:
-    return x is None or x is broadcast
-
-
 def _per_axis(fn: Callable, axes: Any, *trees: Any) -> Any:
     """Maps ``fn(axis, *subtrees)`` over the prefix tree ``axes``."""
-    return jax.tree_util.tree_map(fn, axes, *trees, is_leaf=_axis_leaf)
+    return jax.tree_util.tree_map(fn, axes, *trees, is_leaf=_is_broadcast)
 
 
 def _move(tree: Any, source: int, dest: int) -> Any:
@@ -183,7 +179,7 @@ def scan_scope(
 
             bvars, y_consts = _loop_invariant_outputs(first_pass, (cvars, init), _slice_avals(xs))
         else:
-            if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _axis_leaf)):
+            if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _is_broadcast)):
                 raise errors.TransformError(
                     "nn.scan with check_constancy_invariants=False cannot return broadcast "
                     f"outputs (out_axes={out_axes!r})."

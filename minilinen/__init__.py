@@ -27,6 +27,7 @@ from minilinen.transforms import (
 )
 from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
 from minilinen.transforms.control_flow import cond, switch, while_loop
+from minilinen.transforms.jit import fold_rngs
 from minilinen.transforms.scopes import compact_name_scope, share_scope
 from minilinen.variables import Variable
 
@@ -58,3 +59,4 @@ __all__ = [
 ]
 __all__ += ["cond", "switch", "while_loop", "vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]
 __all__ += ["share_scope", "compact_name_scope"]
+__all__ += ["fold_rngs"]

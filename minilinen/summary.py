@@ -24,6 +24,7 @@ import rich.console
 import rich.table
 import rich.text
 
+from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import DenyList
 from minilinen.module import Module
@@ -44,11 +45,9 @@ class _Call:
     method: str
     args: tuple
     kwargs: dict
-    inputs: Any
     outputs: Any = None
     seen: dict | None = None  # the variables the module saw, as shapes (for FLOPs)
-    flops: float | None = None
-    vjp_flops: float | None = None
+    flops: dict = dataclasses.field(default_factory=dict)  # by column: flops, vjp_flops
 
 
 def tabulate(
@@ -82,27 +81,17 @@ def tabulate(
     The returned function takes ``(*args, **kwargs)`` as ``module.init`` would
     after ``rngs`` (``method=`` included) and returns the table as a string.
     """
+    flop_columns = ("flops",) * compute_flops + ("vjp_flops",) * compute_vjp_flops
 
     def summarize(*args: Any, **kwargs: Any) -> str:
-        measure = compute_flops or compute_vjp_flops
-        calls, variables = _trace(module, rngs, mutable, args, kwargs, measure)
+        calls, variables = _trace(module, rngs, mutable, args, kwargs, bool(flop_columns))
         shown = _select_rows(calls, depth, show_repeated)
-        if compute_flops or compute_vjp_flops:
-            keys = _as_key_dict(rngs)
-            for call in shown:
-                _measure_flops(call, keys, compute_flops, compute_vjp_flops)
-        return _render(
-            type(module).__name__,
-            calls,
-            shown,
-            variables,
-            depth,
-            compute_flops,
-            compute_vjp_flops,
-            console_kwargs,
-            table_kwargs,
-            column_kwargs,
-        )
+        for call in shown if flop_columns else ():
+            keys = dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
+            _measure_flops(call, keys, flop_columns)
+        title = type(module).__name__
+        options = (console_kwargs, table_kwargs, column_kwargs)
+        return _render(title, calls, shown, variables, depth, flop_columns, *options)
 
     return summarize
 
@@ -126,7 +115,6 @@ def _trace(
             method=ctx.method_name,
             args=_abstract(a),
             kwargs=_abstract(kw),
-            inputs=_abstract(_inputs_view(a, kw)),
         )
         calls.append(call)  # before the call, so parents precede their children
         out = next_fun(*a, **kw)
@@ -134,7 +122,7 @@ def _trace(
         if keep_seen:
             # Inside a lifted transform (vmap, scan) a module sees a slice of the
             # stored variables; its FLOPs must be measured on what it saw.
-            call.seen = _thaw(_abstract(ctx.module.variables))
+            call.seen = unfreeze(_abstract(ctx.module.variables))
         return out
 
     def init() -> Any:
@@ -142,7 +130,7 @@ def _trace(
             return module.init(rngs, *args, mutable=mutable, **kwargs)
 
     variables = jax.eval_shape(init)
-    return calls, _thaw(variables)
+    return calls, unfreeze(variables)
 
 
 def _inputs_view(args: tuple, kwargs: dict) -> Any:
@@ -164,23 +152,14 @@ def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
 
 
-def _thaw(tree: Any) -> Any:
-    if isinstance(tree, Mapping):
-        return {k: _thaw(v) for k, v in tree.items()}
-    return tree
-
-
 def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> list[_Call]:
-    rows, seen = [], set()
-    for call in calls:
-        if depth is not None and len(call.path) > depth:
-            continue
-        if not show_repeated:
-            if call.path in seen:
-                continue
-            seen.add(call.path)
-        rows.append(call)
-    return rows
+    rows = [call for call in calls if depth is None or len(call.path) <= depth]
+    if show_repeated:
+        return rows
+    first: dict[Path, _Call] = {}  # each module's first call, in call order
+    for call in rows:
+        first.setdefault(call.path, call)
+    return list(first.values())
 
 
 # --- variables per module -----------------------------------------------------
@@ -220,66 +199,66 @@ def _count(tree: Any) -> tuple[int, int]:
 # --- FLOPs --------------------------------------------------------------------
 
 
-def _as_key_dict(rngs: Any) -> dict:
-    return dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
-
-
 def _is_array(x: Any) -> bool:
     return isinstance(x, jax.ShapeDtypeStruct)
 
 
-def _measure_flops(call: _Call, rngs: dict, forward: bool, backward: bool) -> None:
+def _measure_flops(call: _Call, rngs: dict, columns: tuple[str, ...]) -> None:
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
     own = {col: tree for col, tree in (call.seen or {}).items() if tree}
     unbound = call.module
-    leaves, treedef = jax.tree_util.tree_flatten((call.args, call.kwargs))
-    dynamic = [i for i, x in enumerate(leaves) if _is_array(x)]
+    arrays, with_arrays = _picked((call.args, call.kwargs), _is_array)
 
     def run(variables: Any, arrays: list) -> Any:
-        filled = list(leaves)
-        for i, x in zip(dynamic, arrays):
-            filled[i] = x
-        args, kwargs = jax.tree_util.tree_unflatten(treedef, filled)
+        args, kwargs = with_arrays(arrays)
         out, _ = unbound.apply(
             variables, *args, rngs=rngs, method=call.method, mutable=True, **kwargs
         )
         return out
 
-    arrays = [leaves[i] for i in dynamic]
-    if forward:
-        call.flops = _cost(run, own, arrays)
-    if backward:
+    if "flops" in columns:
+        call.flops["flops"] = _cost(run, own, arrays)
+    if "vjp_flops" in columns:
         cotangents = _inexact_leaves(jax.eval_shape(run, own, arrays))
-        call.vjp_flops = _cost(_forward_and_backward(run), own, arrays, cotangents)
+        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, arrays, cotangents)
 
 
 def _forward_and_backward(run: Callable) -> Callable:
     """``run``'s output and its pullback of a cotangent that is an input, so XLA
     cannot fold the backward pass into reductions of a constant."""
 
-    def inexact(x: Any) -> bool:
-        return jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)
-
     def both(variables: Any, arrays: list, cotangents: list) -> Any:
-        flat, treedef = jax.tree_util.tree_flatten((variables, arrays))
-        diff = [i for i, x in enumerate(flat) if inexact(x)]
-
-        def of_diff(*xs: Any) -> Any:
-            full = list(flat)
-            for i, x in zip(diff, xs):
-                full[i] = x
-            return _inexact_leaves(run(*jax.tree_util.tree_unflatten(treedef, full)))
-
+        diff, with_diff = _picked((variables, arrays), _is_inexact)
+        of_diff = lambda *xs: _inexact_leaves(run(*with_diff(xs)))  # noqa: E731
         # The output is returned too: the forward pass is part of a training step's cost.
-        out, pullback = jax.vjp(of_diff, *[flat[i] for i in diff])
+        out, pullback = jax.vjp(of_diff, *diff)
         return out, pullback(cotangents)
 
     return both
 
 
-def _inexact_leaves(tree: Any) -> list:
+def _picked(tree: Any, pick: Callable) -> tuple[list, Callable]:
+    """The leaves of ``tree`` that ``pick`` selects, and a function giving ``tree`` with
+    other values in their place (the rest of it held fixed)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    where = [i for i, x in enumerate(leaves) if pick(x)]
+
+    def with_values(values: Any) -> Any:
+        filled = list(leaves)
+        for i, x in zip(where, values):
+            filled[i] = x
+        return jax.tree_util.tree_unflatten(treedef, filled)
+
+    return [leaves[i] for i in where], with_values
+
+
+def _is_inexact(x: Any) -> bool:
     # Python scalars count by the dtype JAX gives them (a float is inexact, an int not).
-    return [y for y in _leaves(tree) if jax.numpy.issubdtype(jnp.result_type(y), jnp.inexact)]
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _inexact_leaves(tree: Any) -> list:
+    return [y for y in _leaves(tree) if _is_inexact(y)]
 
 
 def _cost(fn: Callable, *shapes: Any) -> float | None:
@@ -350,15 +329,14 @@ def _is_nested(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and bool(value) and not hasattr(value, "_fields")
 
 
-def _variables_cell(own: Any, folded: Any) -> rich.text.Text | str:
-    """A module's own variables listed with their count; or, for a folded subtree, the total."""
-    if folded is not None:
-        n, nbytes = _count(folded)
-        return _size_text(n, nbytes) if n else ""
-    n, nbytes = _count(own)
+def _variables_cell(tree: Any, listed: bool) -> rich.text.Text | str:
+    """The count of the variables in ``tree``, after them one a line if ``listed``."""
+    n, nbytes = _count(tree)
     if not n:
         return ""
-    cell = _value_text(own)
+    if not listed:
+        return _size_text(n, nbytes)
+    cell = _value_text(tree)
     cell.append("\n\n")
     cell.append_text(_size_text(n, nbytes))
     return cell
@@ -380,8 +358,7 @@ def _render(
     rows: list[_Call],
     variables: dict,
     depth: int | None,
-    compute_flops: bool,
-    compute_vjp_flops: bool,
+    flop_columns: tuple[str, ...],
     console_kwargs: Mapping[str, Any] | None,
     table_kwargs: Mapping[str, Any],
     column_kwargs: Mapping[str, Any],
@@ -396,47 +373,32 @@ def _render(
         "title_style": "italic",
     }
     table = rich.table.Table(**{**options, **table_kwargs})
-    headers = ["path", "module", "inputs", "outputs"]
-    if compute_flops:
-        headers.append("flops")
-    if compute_vjp_flops:
-        headers.append("vjp_flops")
+    headers = ["path", "module", "inputs", "outputs", *flop_columns]
     for header in headers[:-1]:
         table.add_column(header, **column_kwargs)
     # "Total" sits in the footer of the last column before the collections.
     table.add_column(headers[-1], footer=rich.text.Text("Total", justify="right"), **column_kwargs)
-    grand_n = grand_bytes = 0
     for col in cols:
-        n, nbytes = _count(variables[col])
-        grand_n, grand_bytes = grand_n + n, grand_bytes + nbytes
-        table.add_column(col, footer=_size_text(n, nbytes), **column_kwargs)
+        table.add_column(col, footer=_size_text(*_count(variables[col])), **column_kwargs)
 
     listed: set[Path] = set()
     for call in rows:
         repeated = call.path in listed
         listed.add(call.path)
         folded = depth is not None and len(call.path) == depth and bool(kids.get(call.path))
-        cells: list[Any] = [
-            "/".join(call.path),
-            _module_cell(call),
-            _value_text(call.inputs),
-            _value_text(call.outputs),
-        ]
-        if compute_flops:
-            cells.append("" if call.flops is None else f"{call.flops:.0f}")
-        if compute_vjp_flops:
-            cells.append("" if call.vjp_flops is None else f"{call.vjp_flops:.0f}")
+        cells: list[Any] = ["/".join(call.path), _module_cell(call)]
+        cells += [_value_text(_inputs_view(call.args, call.kwargs)), _value_text(call.outputs)]
+        cells += [f"{call.flops[c]:.0f}" for c in flop_columns]
         for col in cols:
             tree = _subtree(variables[col], call.path)
             if repeated:  # a module's variables belong to its first row only
                 cells.append("")
-            elif folded:
-                cells.append(_variables_cell(None, tree))
-            else:
-                own = {k: v for k, v in tree.items() if k not in kids.get(call.path, ())}
-                cells.append(_variables_cell(own, None))
+            else:  # a folded row totals its subtree; others list their own variables
+                own = {k: v for k, v in tree.items() if folded or k not in kids.get(call.path, ())}
+                cells.append(_variables_cell(own, listed=not folded))
         table.add_row(*cells)
 
+    grand_n, grand_bytes = _count(variables)
     caption = rich.text.Text("Total Parameters: ", style="bold")
     caption.append_text(_size_text(grand_n, grand_bytes) if grand_n else rich.text.Text(""))
     table.caption = caption

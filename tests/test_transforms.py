@@ -412,6 +412,34 @@ def test_jit_reuses_its_compilation_and_keeps_rng_counters_going():
     np.testing.assert_array_equal(b, b2)
 
 
+def test_fold_rngs_forks_keys_as_jit_does_without_compiling():
+    traces = []
+
+    def noisy(transform):
+        class Noisy(nn.Module):
+            @transform
+            @nn.compact
+            def __call__(self, x):
+                traces.append(transform)
+                return nn.Dense(3)(x) + jax.random.normal(self.make_rng("noise"), (3,))
+
+        return Noisy()
+
+    x, rngs = jnp.ones((3,)), {"params": jax.random.PRNGKey(0), "noise": jax.random.PRNGKey(1)}
+    folded = noisy(nn.fold_rngs).init_with_output(rngs, x)
+    jitted = noisy(jit).init_with_output(rngs, x)
+    plain = noisy(lambda f: f).init_with_output(rngs, x)
+    for a, b in zip(jax.tree_util.tree_leaves(folded[1]), jax.tree_util.tree_leaves(jitted[1])):
+        np.testing.assert_array_equal(a, b)  # the same keys: bit-identical parameters
+    np.testing.assert_allclose(folded[0], jitted[0], rtol=1e-6)  # (compiled: rounding differs)
+    assert not np.allclose(folded[0], plain[0])  # the keys inside were forked
+    traces.clear()
+    model = noisy(nn.fold_rngs)
+    for _ in range(2):
+        model.apply(folded[1], x, rngs={"noise": jax.random.PRNGKey(2)})
+    assert traces == [nn.fold_rngs] * 2  # run as Python each time, never compiled
+
+
 def test_transforms_decorate_methods():
     class Model(nn.Module):
         @jit

@@ -318,3 +318,54 @@ def test_compact_name_scope_names_submodules_after_the_method():
     close(up, dense(params["up"]["Dense_0"], X))
     y = Haiku().apply({"params": params}, X)
     close(y, 2 * dense(params["down"]["Dense_0"], up))
+
+
+class OuterField(nn.Module):
+    """value_and_grad over a module whose field is a Dense bound in its parent."""
+
+    bar: nn.Module
+
+    @nn.compact
+    def __call__(self, x):
+        loss = lambda mdl, x: jnp.sum(mdl.bar(nn.Dense(4)(x)) ** 2)  # noqa: E731
+        return nn.value_and_grad(loss, self, x)
+
+
+class HoldsOuter(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return OuterField(nn.Dense(4))(x)
+
+
+def test_value_and_grad_reaches_a_module_bound_elsewhere():
+    params = dense_params(HoldsOuter(), X)
+    assert set(params) == {"Dense_0", "OuterField_0"}
+    value, (x_t,) = HoldsOuter().apply({"params": params}, X)
+    loss = lambda x: jnp.sum(
+        dense(params["Dense_0"], dense(params["OuterField_0"]["Dense_0"], x)) ** 2
+    )  # noqa: E731
+    close(value, loss(X))
+    close(x_t, jax.grad(loss)(X))
+
+
+class TwoBranches(nn.Module):
+    @nn.compact
+    def __call__(self, x, pred):
+        y = nn.cond(pred, lambda m, x: nn.Dense(3)(x), lambda m, x: -nn.Dense(3)(x), self, x)
+        return nn.Dense(2)(y)
+
+
+@pytest.mark.parametrize("pred", [True, False])
+def test_cond_branches_name_their_submodules_alike(pred):
+    # Each branch is traced once from the same naming state (as in Flax): both make
+    # Dense_0, and the Dense after the cond is Dense_1.
+    params = dense_params(TwoBranches(), X, True)
+    assert jax.tree_util.tree_map(jnp.shape, params) == {
+        "Dense_0": {"kernel": (4, 3), "bias": (3,)},
+        "Dense_1": {"kernel": (3, 2), "bias": (2,)},
+    }
+    inner = dense(params["Dense_0"], X)
+    close(
+        TwoBranches().apply({"params": params}, X, pred),
+        dense(params["Dense_1"], inner if pred else -inner),
+    )

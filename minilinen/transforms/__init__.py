@@ -7,7 +7,7 @@ functions of a scope.
 
 from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
 from minilinen.transforms.control_flow import cond, switch, while_loop
-from minilinen.transforms.jit import jit, jit_scope
+from minilinen.transforms.jit import fold_rngs, fold_rngs_scope, jit, jit_scope
 from minilinen.transforms.map_variables import map_variables, map_variables_scope
 from minilinen.transforms.remat import (
     checkpoint,
@@ -35,4 +35,5 @@ __all__ = [
     "remat_scan_scope",
     "map_variables_scope",
 ]
+__all__ += ["fold_rngs", "fold_rngs_scope"]
 __all__ += ["cond", "switch", "while_loop", "vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]

@@ -18,7 +18,7 @@ from minilinen import errors
 from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.scope import CollectionFilter
 from minilinen.module import Module
-from minilinen.transforms.direct import lift_fns, run_inner
+from minilinen.transforms.module_lift import lift_fns
 
 __all__ = ["vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]
 
@@ -38,15 +38,16 @@ def vjp(
     ``bwd(y_t)`` gives ``(vjp_variables cotangents, *primal cotangents)``."""
     if reduce_axes:
         raise errors.TransformNotSupportedError("reduce_axes is gone from JAX; sum inside fn.")
-    pack, (body,) = lift_fns((fn,), mdl, "vjp", (vjp_variables, variables), (variables,), (rngs,))
+    filters = (vjp_variables, variables), (variables,), (rngs,)
+    pack, (body,) = lift_fns((fn,), mdl, "vjp", primals, *filters)
     diff, other = pack.variable_groups
 
     def pure(diff: dict, *args: Any) -> tuple:
-        y, out = run_inner(pack, body, (diff, other), pack.rng_groups, *args)
+        y, out = pack.run(body, (diff, other), pack.rng_groups, *args)
         y, aux = y if has_aux else (y, ())
         return y, (aux, out)
 
-    y, bwd, (aux, out) = jax.vjp(pure, diff, *primals, has_aux=True)
+    y, bwd, (aux, out) = jax.vjp(pure, diff, *body.args, has_aux=True)
     pack.publish(out)
     return (y, bwd, aux) if has_aux else (y, bwd)
 
@@ -82,10 +83,11 @@ def jvp(
     tangents of the module's variables (a missing collection has zero tangent)."""
     # JAX compares tree structures, so empty collections and FrozenDicts must go.
     var_t = {col: t for col, t in unfreeze(variable_tangents).items() if t}
-    pack, (body,) = lift_fns((fn,), mdl, "jvp", (tuple(var_t), variables), (variables,), (rngs,))
+    filters = (tuple(var_t), variables), (variables,), (rngs,)
+    pack, (body,) = lift_fns((fn,), mdl, "jvp", tuple(primals), *filters)
     diff, other = pack.variable_groups
-    pure = lambda diff, args: run_inner(pack, body, (diff, other), pack.rng_groups, *args)
-    (y, out), (y_t, _) = jax.jvp(pure, (diff, tuple(primals)), (var_t, tuple(tangents)))
+    pure = lambda diff, args: pack.run(body, (diff, other), pack.rng_groups, *args)
+    (y, out), (y_t, _) = jax.jvp(pure, (diff, body.args), (var_t, tuple(tangents)))
     pack.publish(out)
     return y, y_t
 
@@ -104,14 +106,14 @@ def custom_vjp(
 
     def lifted(mdl: Module, *args: Any) -> Any:
         filters = (grad_vars, True), (grad_vars, True), (True,)
-        pack, (body, fwd_body) = lift_fns((fn, forward_fn), mdl, "custom_vjp", *filters)
+        pack, (body, fwd_body) = lift_fns((fn, forward_fn), mdl, "custom_vjp", args, *filters)
         other = pack.variable_groups[1]
 
         def pure(diff: dict, *args: Any) -> tuple:
-            return run_inner(pack, body, (diff, other), pack.rng_groups, *args)
+            return pack.run(body, (diff, other), pack.rng_groups, *args)
 
         def forward(diff: dict, *args: Any) -> tuple:
-            (y, res), out = run_inner(pack, fwd_body, (diff, other), pack.rng_groups, *args)
+            (y, res), out = pack.run(fwd_body, (diff, other), pack.rng_groups, *args)
             return (y, out), res
 
         # JAX passes (*nondiff args, residuals, (y_t, cotangent of the written variables)).
@@ -119,7 +121,7 @@ def custom_vjp(
 
         differentiable = jax.custom_vjp(pure, nondiff_argnums=tuple(nondiff_argnums))
         differentiable.defvjp(forward, backward)
-        y, out = differentiable(pack.variable_groups[0], *args)
+        y, out = differentiable(pack.variable_groups[0], *body.args)
         pack.publish(out)
         return y
 

@@ -16,7 +16,7 @@ import jax
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter
 from minilinen.module import Module
-from minilinen.transforms.direct import lift_fns, run_inner
+from minilinen.transforms.module_lift import lift_fns
 
 __all__ = ["cond", "switch", "while_loop"]
 
@@ -24,10 +24,11 @@ __all__ = ["cond", "switch", "while_loop"]
 def _branching(
     select: Callable, fns: Sequence[Callable], mdl: Any, operands: tuple, variables, rngs, where
 ) -> Any:
-    pack, bodies = lift_fns(fns, mdl, where, (variables,), (variables,), (rngs,))
-    lift = functools.partial(run_inner, pack)
-    branches = [functools.partial(lift, b, pack.variable_groups, pack.rng_groups) for b in bodies]
-    y, out = select(branches, *operands)
+    pack, bodies = lift_fns(fns, mdl, where, operands, (variables,), (variables,), (rngs,))
+    branches = [
+        functools.partial(pack.run, b, pack.variable_groups, pack.rng_groups) for b in bodies
+    ]
+    y, out = select(branches, *bodies[0].args)
     pack.publish(out)
     return y
 
@@ -67,7 +68,7 @@ def while_loop(
     """
     splits = tuple(split_rngs.values())
     filters = (carry_variables, broadcast_variables), (carry_variables,), tuple(split_rngs)
-    pack, (test, body) = lift_fns((cond_fn, body_fn), mdl, "while_loop", *filters)
+    pack, (test, body) = lift_fns((cond_fn, body_fn), mdl, "while_loop", (), *filters)
     carried, broadcast = pack.variable_groups
 
     def loop_rngs(i: Any) -> tuple:
@@ -77,12 +78,11 @@ def while_loop(
     def keep_going(c: tuple) -> Any:
         i, carried, carry = c
         # As in Flax, the test draws keys with -i, so they differ from the body's.
-        y, _ = run_inner(pack, test, (carried, broadcast), loop_rngs(-i), carry, mutable=False)
-        return y
+        return test(pack.inner_scope((carried, broadcast), loop_rngs(-i), False), carry)
 
     def step(c: tuple) -> tuple:
         i, carried, carry = c
-        carry, (carried,) = run_inner(pack, body, (carried, broadcast), loop_rngs(i), carry)
+        carry, (carried,) = pack.run(body, (carried, broadcast), loop_rngs(i), carry)
         return i + 1, carried, carry
 
     _, carried, carry = jax.lax.while_loop(keep_going, step, (0, carried, init))

@@ -54,17 +54,8 @@ def normalize(filter_: CollectionFilter) -> Any:
 
 
 def union(a: CollectionFilter, b: CollectionFilter) -> Any:
-    """Collections matched by ``a`` or ``b``."""
-    a, b = normalize(a), normalize(b)
-    if a is True or b is True:
-        return True
-    if isinstance(a, DenyList) and isinstance(b, DenyList):
-        return normalize(DenyList(set(a.deny) & set(b.deny)))
-    if isinstance(b, DenyList):
-        a, b = b, a
-    if isinstance(a, DenyList):
-        return normalize(DenyList(set(a.deny) - set(b)))
-    return tuple(sorted(set(a) | set(b)))
+    """Collections matched by ``a`` or ``b``: what neither complement matches."""
+    return _complement(intersect(_complement(a), _complement(b)))
 
 
 def intersect(a: CollectionFilter, b: CollectionFilter) -> Any:
@@ -85,11 +76,17 @@ def intersect(a: CollectionFilter, b: CollectionFilter) -> Any:
 
 def subtract(a: CollectionFilter, b: CollectionFilter) -> Any:
     """Collections matched by ``a`` but not by ``b``."""
-    b = normalize(b)
-    if b is True:
+    return intersect(a, _complement(b))
+
+
+def _complement(filter_: CollectionFilter) -> Any:
+    """The collections ``filter_`` does not match, normalized."""
+    filter_ = normalize(filter_)
+    if filter_ is True:
         return ()
-    negated = b.deny if isinstance(b, DenyList) else DenyList(b) if b else True
-    return intersect(a, negated)
+    if isinstance(filter_, DenyList):
+        return filter_.deny
+    return DenyList(filter_) if filter_ else True
 
 
 def is_empty(filter_: CollectionFilter) -> bool:

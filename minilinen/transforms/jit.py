@@ -21,7 +21,7 @@ from minilinen.module import Module
 from minilinen.transforms.lift import Pack, as_tuple
 from minilinen.transforms.module_lift import InnerCall, module_transform, self_counted
 
-__all__ = ["jit", "jit_scope"]
+__all__ = ["jit", "jit_scope", "fold_rngs", "fold_rngs_scope"]
 
 
 def _counts(counters: dict, prefix: tuple = ()) -> dict:
@@ -40,6 +40,30 @@ def _advance(counters: dict, delta: dict) -> None:
         for name in path[:-1]:
             node = node.setdefault((name,), {})
         node[path[-1]] = node.get(path[-1], 0) + step
+
+
+def _forked_pack(scope: Any, variables: CollectionFilter, rngs: CollectionFilter) -> Pack:
+    """A Pack whose RNG streams are forked, one ``make_rng`` per stream and scope: keys
+    inside derive from them with paths relative to the lifted module."""
+    scopes = (scope,) if isinstance(scope, Scope) else scope
+    forked = [{stream: s.make_rng(stream) for stream in s.frame.rngs} for s in scopes]
+    return Pack(scope, (variables,), (variables,), (rngs,), rngs=forked, rng_path=())
+
+
+def fold_rngs_scope(
+    fn: Callable, variables: CollectionFilter = True, rngs: CollectionFilter = True
+):
+    """Runs a Module class or method (at the scope level, ``fn(scope, *args, **kwargs)``)
+    with its RNG streams forked as ``nn.jit`` forks them, without compiling it: its
+    variables come out as under ``nn.jit``."""
+
+    def lifted(scope: Any, *args: Any, **kwargs: Any) -> Any:
+        pack = _forked_pack(scope, variables, rngs)
+        y, out_groups = pack.run(fn, pack.variable_groups, pack.rng_groups, *args, **kwargs)
+        pack.publish(out_groups)
+        return y
+
+    return lifted
 
 
 def jit_scope(
@@ -64,9 +88,7 @@ def jit_scope(
     def traced(signature: tuple, groups: tuple, rng_groups: tuple, *args, **kwargs):
         call = calls[-1]
         call[1] = True
-        inner = call[0].inner_scope(groups, rng_groups)
-        y = fn(inner, signature[0], *args, **kwargs)
-        return y, call[0].repack(inner)
+        return call[0].run(fn, groups, rng_groups, signature[0], *args, **kwargs)
 
     # The jitted function takes (signature, variable groups, rng groups, *args).
     jitted = jax.jit(
@@ -80,9 +102,8 @@ def jit_scope(
     consumed: dict[tuple, list] = {}
 
     def lifted(scope: Any, key: Any, *args: Any, **kwargs: Any) -> Any:
-        scopes = (scope,) if isinstance(scope, Scope) else scope
-        forked = [{stream: s.make_rng(stream) for stream in s.frame.rngs} for s in scopes]
-        pack = Pack(scope, (variables,), (variables,), (rngs,), rngs=forked, rng_path=())
+        pack = _forked_pack(scope, variables, rngs)
+        scopes = pack.scopes
         before = [_counts(s.rng_counters) for s in scopes]
         flags = tuple(sorted(pack.scope.frame.flags.items()))
         counts = tuple(tuple(sorted(b.items(), key=repr)) for b in before)
@@ -163,3 +184,4 @@ def _jit_method(fn: Callable, cls: Any, name: str, options: dict) -> Callable:
 jit = module_transform(
     jit_scope, "Jit", _jit_method, self_counted("static_argnums", "donate_argnums")
 )
+fold_rngs = module_transform(fold_rngs_scope, "Fold_rngs")

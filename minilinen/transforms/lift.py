@@ -12,6 +12,7 @@ collections are grouped again and written back into ``S``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,9 +21,9 @@ import jax
 from minilinen import errors
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import CollectionFilter, Frame, Scope
-from minilinen.transforms.filters import group_collections, intersect, is_empty, union
+from minilinen.transforms.filters import group_collections, intersect, union
 
-__all__ = ["Pack", "add_axis", "remove_axis", "split_key", "as_tuple", "mapped_size"]
+__all__ = ["Pack", "add_axis", "remove_axis", "split_keys", "as_tuple", "mapped_size"]
 
 
 class Pack:
@@ -53,9 +54,7 @@ class Pack:
                 s.raise_invalid()
         self.scope = self.scopes[0]
         self.out_filters = out_filters
-        writable: Any = ()
-        for filter_ in out_filters:
-            writable = union(writable, filter_)
+        writable = functools.reduce(union, out_filters, ())
         self.mutable = intersect(self.scope.frame.mutable, writable)
         self.rng_paths = tuple(s.rng_path if rng_path is None else rng_path for s in self.scopes)
         # rngs: None (each scope's streams), one dict, or one dict per scope.
@@ -99,9 +98,11 @@ class Pack:
             inner.append(scope)
         return inner[0] if self.single else tuple(inner)
 
-    def has_mutable(self, mutable: CollectionFilter = True) -> bool:
-        """Whether any collection is writable inside (for ``map_variables(init=True)``)."""
-        return not is_empty(intersect(self.mutable, mutable))
+    def run(self, fn: Callable, variable_groups: tuple, rng_groups: tuple, *args, **kw) -> tuple:
+        """``fn(inner scope(s), *args)`` over the given groups: its output and the
+        collections it wrote, grouped by the output filters."""
+        inner = self.inner_scope(variable_groups, rng_groups)
+        return fn(inner, *args, **kw), self.repack(inner)
 
     def repack(self, inner: Any) -> tuple:
         """The inner frames' writable collections, grouped by the output filters."""
@@ -161,34 +162,34 @@ def mapped_size(axes: Any, trees: Any, given: int | None, what: str, option: str
     return sizes.pop()
 
 
-def split_key(key: jax.Array, n: int) -> jax.Array:
-    """``n`` keys from one root key, as Flax splits a stream for each iteration."""
-    return jax.random.split(key, n)
-
-
-def _map_boxes(fn: Callable, tree: Any) -> Any:
-    return jax.tree_util.tree_map(
-        lambda x: fn(x) if isinstance(x, AxisMetadata) else x,
-        tree,
-        is_leaf=lambda x: isinstance(x, AxisMetadata),
-    )
+def split_keys(group: Any, n: int) -> Any:
+    """``n`` keys from each root key of an RNG group, as Flax splits a stream for each
+    iteration."""
+    return jax.tree_util.tree_map(lambda key: jax.random.split(key, n), group)
 
 
 def add_axis(tree: Any, axis: int, params: dict) -> Any:
     """Tells every metadata box in ``tree`` that its value gained ``axis``."""
-    return _map_boxes(lambda box: _box_method(box, "add_axis")(axis, params), tree)
+    return _tell_boxes(tree, "add_axis", axis, params)
 
 
 def remove_axis(tree: Any, axis: int, params: dict) -> Any:
     """Tells every metadata box in ``tree`` that its value lost ``axis``."""
-    return _map_boxes(lambda box: _box_method(box, "remove_axis")(axis, params), tree)
+    return _tell_boxes(tree, "remove_axis", axis, params)
 
 
-def _box_method(box: AxisMetadata, name: str) -> Callable:
-    method = getattr(box, name, None)
-    if method is None:
-        raise errors.TransformError(
-            f"{type(box).__name__} boxes a variable mapped over by a lifted transform "
-            f"but has no {name}(index, params) method to update its metadata."
-        )
-    return method
+def _tell_boxes(tree: Any, name: str, axis: int | None, params: dict) -> Any:
+    if axis is None:  # not mapped: the boxes stay as they are
+        return tree
+
+    def tell(box: Any) -> Any:
+        if not isinstance(box, AxisMetadata):
+            return box
+        if not hasattr(box, name):
+            raise errors.TransformError(
+                f"{type(box).__name__} boxes a variable mapped over by a lifted transform "
+                f"but has no {name}(index, params) method to update its metadata."
+            )
+        return getattr(box, name)(axis, params)
+
+    return jax.tree_util.tree_map(tell, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))

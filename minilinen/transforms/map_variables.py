@@ -15,7 +15,7 @@ from typing import Any
 
 from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.filters import subtract
+from minilinen.transforms.filters import is_empty, subtract
 from minilinen.transforms.lift import Pack
 from minilinen.transforms.module_lift import module_transform
 
@@ -46,26 +46,21 @@ def map_variables_scope(
     """
     writes_target = mutable or init
     in_filters = (mapped_collections, variables)
-    if writes_target:
-        out_filters = in_filters
-        inside = True
-    else:
-        out_filters = (False, subtract(variables, mapped_collections))
-        inside = subtract(True, mapped_collections)
+    # Read-only mapped collections: only the others are written (and writable) inside.
+    out_filters = in_filters if writes_target else (False, subtract(variables, mapped_collections))
 
     def lifted(scope: Scope, *args: Any, **kwargs: Any) -> Any:
         pack = Pack(scope, in_filters, out_filters, (rngs,))
         target, others = pack.variable_groups
-        if init and pack.has_mutable():
+        if init and not is_empty(pack.mutable):
             # Create the variables unmapped (RNG counters advance as in Flax),
             # then store them as trans_out_fn says.
-            first = pack.inner_scope((target, others), pack.rng_groups)
-            fn(first, *args, **kwargs)
-            target = pack.each(trans_out_fn, pack.repack(first)[0])
+            _, (target, _) = pack.run(fn, (target, others), pack.rng_groups, *args, **kwargs)
+            target = pack.each(trans_out_fn, target)
         target = pack.each(lambda t: trans_in_fn(unfreeze(t)), target)
-        inner = pack.inner_scope((target, others), pack.rng_groups, mutable=inside)
-        y = fn(inner, *args, **kwargs)
-        out_target, out_others = pack.repack(inner)
+        y, (out_target, out_others) = pack.run(
+            fn, (target, others), pack.rng_groups, *args, **kwargs
+        )
         if writes_target:
             out_target = pack.each(trans_out_fn, out_target)
         pack.publish((out_target, out_others))

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -21,13 +21,13 @@ import jax
 from minilinen import errors
 from minilinen.core.scope import Scope
 from minilinen.module import Module, _given_fields, _wrap_method
-from minilinen.transforms.lift import as_tuple
+from minilinen.transforms.lift import Pack, as_tuple
 from minilinen.variables import Variable
 
 __all__ = [
     "lift_target",
     "bound_scope",
-    "call_on_inner",
+    "lift_fns",
     "is_module_class",
     "OPTIONS_ONLY",
     "InnerCall",
@@ -269,11 +269,21 @@ class InnerCall:
         return out
 
 
-def call_on_inner(
-    module: Module, cls: Any, fn: Callable, name: str, scope: Scope, *args: Any, **kwargs: Any
-) -> Any:
-    """Runs ``fn`` on a copy of ``module`` bound to the transform's inner ``scope``."""
-    return InnerCall(module, cls, fn, name)(scope, *args, **kwargs)
+def lift_fns(
+    fns: Sequence[Callable], mdl: Any, where: str, args: tuple, *filters: tuple
+) -> tuple[Pack, list[InnerCall]]:
+    """For the transforms that take the module as an argument (``nn.vjp(fn, mdl, x)``):
+    one ``InnerCall`` per ``fn(mdl, *args)``, made once so that every trace of it names
+    alike, and a ``Pack`` with ``filters`` (in, out, rngs) of the scopes they reach."""
+    if not isinstance(mdl, Module):
+        raise errors.TransformError(f"nn.{where} lifts a Module, got {type(mdl).__name__}.")
+    calls = []
+    for fn in fns:
+        fn = getattr(fn, "__func__", fn)  # self.method: run it on the inner copy instead
+        if not getattr(fn, "method_handler_wrapped", False):
+            fn = _wrap_method(fn, getattr(fn, "__name__", where))
+        calls.append(InnerCall(mdl, None, fn, where, args))
+    return Pack(calls[0].scope, *filters), calls
 
 
 def scope_method(scope_transform: Callable, no_kwargs: str | None = None) -> MakeMethod:

@@ -56,9 +56,7 @@ def remat_scope(
             jax.checkpoint, static_argnums=static, prevent_cse=prevent_cse, policy=policy
         )
         def rematted(groups: tuple, rng_groups: tuple, *args: Any, **kwargs: Any) -> tuple:
-            inner = pack.inner_scope(groups, rng_groups)
-            y = fn(inner, *args, **kwargs)
-            return y, pack.repack(inner)
+            return pack.run(fn, groups, rng_groups, *args, **kwargs)
 
         y, out_groups = rematted(pack.variable_groups, pack.rng_groups, *args, **kwargs)
         pack.publish(out_groups)

@@ -22,7 +22,7 @@ from jax.interpreters import partial_eval
 from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_key
+from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_keys
 from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["scan", "scan_scope", "broadcast"]
@@ -42,13 +42,9 @@ def _is_broadcast(axis: Any) -> bool:
     return axis is broadcast or axis is None
 
 
-def _axis_leaf(x: Any) -> bool:
-    return x is None or x is broadcast
-
-
 def _per_axis(fn: Callable, axes: Any, *trees: Any) -> Any:
     """Maps ``fn(axis, *subtrees)`` over the prefix tree ``axes``."""
-    return jax.tree_util.tree_map(fn, axes, *trees, is_leaf=_axis_leaf)
+    return jax.tree_util.tree_map(fn, axes, *trees, is_leaf=_is_broadcast)
 
 
 def _move(tree: Any, source: int, dest: int) -> Any:
@@ -150,9 +146,8 @@ def scan_scope(
         svars = tuple(
             _move(remove_axis(group, axis, params), axis, 0) for group, axis in zip(svars, var_axes)
         )
-        split_keys = tuple(
-            jax.tree_util.tree_map(lambda k: split_key(k, n), group) if split else ()
-            for group, split in zip(pack.rng_groups, rng_split)
+        keys = tuple(
+            split_keys(g, n) if split else () for g, split in zip(pack.rng_groups, rng_split)
         )
         xs_args = _per_axis(
             lambda axis, x: () if _is_broadcast(axis) else _move(x, axis, 0), in_axes, args
@@ -167,16 +162,14 @@ def scan_scope(
             )
             if data_transform is not None:
                 groups, rng_groups = data_transform(groups, rng_groups)
-            inner = pack.inner_scope(groups, rng_groups)
             args_i = _per_axis(
                 lambda axis, a, x: a if _is_broadcast(axis) else x, in_axes, args, x_i
             )
-            c, y = fn(inner, c, *args_i)
-            b_out, c_out, *s_out = pack.repack(inner)
+            (c, y), (b_out, c_out, *s_out) = pack.run(fn, groups, rng_groups, c, *args_i)
             b_out = pack.each(lambda out, b: {**b, **out}, b_out, b_in)  # read-only ones pass
             return b_out, (c_out, c), (y, tuple(s_out))
 
-        xs = (svars, split_keys, xs_args)
+        xs = (svars, keys, xs_args)
         if check_constancy_invariants:
 
             def first_pass(carry: tuple, xs_i: tuple) -> tuple:
@@ -186,7 +179,7 @@ def scan_scope(
 
             bvars, y_consts = _loop_invariant_outputs(first_pass, (cvars, init), _slice_avals(xs))
         else:
-            if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _axis_leaf)):
+            if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _is_broadcast)):
                 raise errors.TransformError(
                     "nn.scan with check_constancy_invariants=False cannot return broadcast "
                     f"outputs (out_axes={out_axes!r})."
@@ -199,15 +192,12 @@ def scan_scope(
             return carry, (y, s_out)
 
         (c_out, c), (ys, s_out) = jax.lax.scan(step, (cvars, init), xs, length=n, **scan_kwargs)
-        if y_consts is None:
-            ys = _per_axis(lambda axis, v: _move(v, 0, axis), out_axes, ys)
-        else:
-            ys = _per_axis(
-                lambda axis, v, const: const if _is_broadcast(axis) else _move(v, 0, axis),
-                out_axes,
-                ys,
-                y_consts,
-            )
+        ys = _per_axis(
+            lambda axis, v, const: const if _is_broadcast(axis) else _move(v, 0, axis),
+            out_axes,
+            ys,
+            ys if y_consts is None else y_consts,  # None: no output is broadcast
+        )
         s_out = tuple(
             add_axis(_move(group, 0, axis), axis, params) for group, axis in zip(s_out, var_axes)
         )

@@ -14,7 +14,7 @@ import jax
 
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_key
+from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_keys
 from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["vmap", "vmap_scope"]
@@ -51,34 +51,22 @@ def vmap_scope(
     def lifted(scope: Scope, *args: Any) -> Any:
         pack = Pack(scope, filters, filters, rng_filters)
         groups = tuple(
-            group if axis is None else remove_axis(group, axis, params)
-            for group, axis in zip(pack.variable_groups, var_axes)
+            remove_axis(g, axis, params) for g, axis in zip(pack.variable_groups, var_axes)
         )
         n = mapped_size((var_axes, in_axes), (groups, args), axis_size, "vmap", "axis_size")
         rng_groups = tuple(
-            jax.tree_util.tree_map(lambda k: split_key(k, n), group) if split else group
-            for group, split in zip(pack.rng_groups, rng_split)
+            split_keys(g, n) if split else g for g, split in zip(pack.rng_groups, rng_split)
         )
 
-        def mapped(groups: tuple, rng_groups: tuple, args: tuple) -> tuple:
-            inner = pack.inner_scope(groups, rng_groups)
-            y = fn(inner, *args)
-            return y, pack.repack(inner)
-
         y, out_groups = jax.vmap(
-            mapped,
+            lambda groups, rng_groups, args: pack.run(fn, groups, rng_groups, *args),
             in_axes=(var_axes, rng_axes, in_axes),
             out_axes=(out_axes, var_axes),
             axis_name=axis_name,
             axis_size=axis_size,
             spmd_axis_name=spmd_axis_name,
         )(groups, rng_groups, args)
-        pack.publish(
-            tuple(
-                group if axis is None else add_axis(group, axis, params)
-                for group, axis in zip(out_groups, var_axes)
-            )
-        )
+        pack.publish(tuple(add_axis(g, axis, params) for g, axis in zip(out_groups, var_axes)))
         return y
 
     return lifted

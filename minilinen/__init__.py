@@ -15,48 +15,12 @@ from minilinen.module import InterceptorContext, Module, compact, intercept_meth
 from minilinen.spmd import *  # noqa: F403  (spmd's __all__)
 from minilinen.spmd import __all__ as _spmd_names
 from minilinen.summary import tabulate
-from minilinen.transforms import (
-    broadcast,
-    checkpoint,
-    jit,
-    map_variables,
-    remat,
-    remat_scan,
-    scan,
-    vmap,
-)
-from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
-from minilinen.transforms.control_flow import cond, switch, while_loop
-from minilinen.transforms.jit import fold_rngs
+from minilinen.transforms import *  # noqa: F403  (the lifted transforms Flax has in nn)
+from minilinen.transforms import __all__ as _transform_names
 from minilinen.transforms.scopes import compact_name_scope, share_scope
 from minilinen.variables import Variable
 
-__all__ = [
-    "FrozenDict",
-    "DenyList",
-    "Module",
-    "compact",
-    "nowrap",
-    "intercept_methods",
-    "InterceptorContext",
-    "Variable",
-    "initializers",
-    "tabulate",
-    "scan",
-    "vmap",
-    "jit",
-    "remat",
-    "checkpoint",
-    "remat_scan",
-    "map_variables",
-    "broadcast",
-    "install_as_flax",
-    "apply",
-    "init",
-    "init_with_output",
-    *_layer_names,
-    *_spmd_names,
-]
-__all__ += ["cond", "switch", "while_loop", "vjp", "jvp", "grad", "value_and_grad", "custom_vjp"]
-__all__ += ["share_scope", "compact_name_scope"]
-__all__ += ["fold_rngs"]
+__all__ = ["FrozenDict", "DenyList", "Module", "compact", "nowrap", "intercept_methods"]
+__all__ += ["InterceptorContext", "Variable", "initializers", "tabulate", "install_as_flax"]
+__all__ += ["apply", "init", "init_with_output", "share_scope", "compact_name_scope"]
+__all__ += [*_transform_names, *_layer_names, *_spmd_names]

@@ -24,9 +24,10 @@ from minilinen.core.scope import CollectionFilter
 from minilinen.module_context import context
 from minilinen.spmd import *  # noqa: F403  (re-exported: logical axis rules and boxes)
 from minilinen.spmd import _with_sharding_constraint  # noqa: F401  (Flax's tests patch it here)
-from minilinen.transforms import map_variables, remat_scope, scan, vmap
+from minilinen.transforms import map_variables, scan, vmap
 from minilinen.transforms import remat as _remat
 from minilinen.transforms.filters import union
+from minilinen.transforms.remat import remat_scope
 from minilinen.traverse_util import flatten_dict, unflatten_dict
 from minilinen.variables import Variable
 

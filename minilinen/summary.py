@@ -25,7 +25,7 @@ import rich.table
 import rich.text
 
 from minilinen.core.frozen_dict import unfreeze
-from minilinen.core.meta import AxisMetadata
+from minilinen.core.meta import AxisMetadata, Partitioned
 from minilinen.core.scope import DenyList
 from minilinen.module import Module
 from minilinen.module_context import InterceptorContext, intercept_methods
@@ -189,7 +189,7 @@ def _leaves(tree: Any) -> list[Any]:
 def _count(tree: Any) -> tuple[int, int]:
     """(number of values, bytes) over the arrays in ``tree``."""
     n = nbytes = 0
-    for leaf in _leaves(tree):
+    for leaf in filter(lambda x: hasattr(x, "shape"), _leaves(tree)):  # objects count nothing
         size = int(np.prod(leaf.shape))
         n += size
         nbytes += size * np.dtype(leaf.dtype).itemsize
@@ -211,10 +211,9 @@ def _measure_flops(call: _Call, rngs: dict, columns: tuple[str, ...]) -> None:
 
     def run(variables: Any, arrays: list) -> Any:
         args, kwargs = with_arrays(arrays)
-        out, _ = unbound.apply(
-            variables, *args, rngs=rngs, method=call.method, mutable=True, **kwargs
-        )
-        return out
+        # The updated variables are outputs too: Flax's VJP pulls a cotangent back through them.
+        kwargs.update(rngs=rngs, method=call.method, mutable=True)
+        return unbound.apply(variables, *args, **kwargs)
 
     if "flops" in columns:
         call.flops["flops"] = _cost(run, own, arrays)
@@ -272,6 +271,8 @@ def _cost(fn: Callable, *shapes: Any) -> float | None:
 
 
 def _size_text(n: int, nbytes: int) -> rich.text.Text:
+    if not n:  # nothing to count: an empty cell, as in Flax
+        return rich.text.Text()
     text = rich.text.Text(f"{n:,} ", style="bold")
     text.append(f"({_bytes_repr(nbytes)})", style="bold dim")
     return text
@@ -290,8 +291,13 @@ def _value_text(value: Any) -> rich.text.Text:
 
 
 def _value_lines(value: Any) -> list[rich.text.Text]:
+    if isinstance(value, Partitioned):  # the shape, then the mesh axes: P(None, data)
+        names = rich.text.Text(" P", style="dim").append(str(value.names).replace("'", ""))
+        return [_value_lines(value.value)[0].append_text(names)]
     if isinstance(value, AxisMetadata):
         value = value.unbox()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # by its fields
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if _is_array(value):
         text = rich.text.Text()
         text.append(str(value.dtype), style="dim")
@@ -301,9 +307,10 @@ def _value_lines(value: Any) -> list[rich.text.Text]:
         lines = []
         for key, item in value.items():
             inner = _value_lines(item)
-            if _is_nested(item):
+            if _is_nested(item):  # as YAML: a list under a key is not indented, a dict is
                 lines.append(rich.text.Text(f"{key}:"))
-                lines.extend(_prefixed("  ", line) for line in inner)
+                indent = "  " if isinstance(item, Mapping) else ""
+                lines.extend(_prefixed(indent, line) for line in inner)
             else:
                 lines.append(_prefixed(f"{key}: ", inner[0]))
         return lines
@@ -332,14 +339,8 @@ def _is_nested(value: Any) -> bool:
 def _variables_cell(tree: Any, listed: bool) -> rich.text.Text | str:
     """The count of the variables in ``tree``, after them one a line if ``listed``."""
     n, nbytes = _count(tree)
-    if not n:
-        return ""
-    if not listed:
-        return _size_text(n, nbytes)
-    cell = _value_text(tree)
-    cell.append("\n\n")
-    cell.append_text(_size_text(n, nbytes))
-    return cell
+    cell = _value_text(tree).append("\n\n") if listed and tree else rich.text.Text()
+    return cell.append_text(_size_text(n, nbytes))
 
 
 def _module_cell(call: _Call) -> str:
@@ -348,8 +349,7 @@ def _module_cell(call: _Call) -> str:
 
 
 def _collections(variables: dict) -> list[str]:
-    present = [col for col, tree in variables.items() if _leaves(tree)]
-    return sorted(present, key=lambda col: (col != "params", col))
+    return sorted(variables, key=lambda col: (col != "params", col))
 
 
 def _render(
@@ -399,8 +399,8 @@ def _render(
         table.add_row(*cells)
 
     grand_n, grand_bytes = _count(variables)
-    caption = rich.text.Text("Total Parameters: ", style="bold")
-    caption.append_text(_size_text(grand_n, grand_bytes) if grand_n else rich.text.Text(""))
+    caption = rich.text.Text("\nTotal Parameters: ", style="bold")
+    caption.append_text(_size_text(grand_n, grand_bytes))
     table.caption = caption
     table.caption_style = "bold"
 
@@ -411,4 +411,4 @@ def _render(
         console_options["width"] = max(probe.measure(table).maximum, 40)
     console = rich.console.Console(file=io.StringIO(), **console_options)
     console.print(table)
-    return "\n" + console.file.getvalue()
+    return "\n" + console.file.getvalue() + "\n"

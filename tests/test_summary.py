@@ -431,3 +431,50 @@ def test_scan_and_vmap_leave_no_tracer_behind():
         text = Loop().tabulate(KEY, jnp.ones((4, 3)), compute_flops=True, console_kwargs=PLAIN)
     step = by_path(rows(text))["ScanStep_0/Dense_0"]
     assert step["params"] == "bias: float32[3] | kernel: float32[3,3] | 12 (48 B)"
+
+
+# --- details of Flax's layout ---------------------------------------------------
+
+
+def test_caption_is_set_off_by_a_blank_line_and_the_text_ends_with_one():
+    lines = nn.Dense(3).tabulate(KEY, jnp.ones((1, 2)), console_kwargs=PLAIN).split("\n")
+    assert lines[-3].strip() == "Total Parameters: 9 (36 B)"
+    assert (lines[-4].strip(), lines[-2], lines[-1]) == ("", "", "")
+    assert lines[-5].startswith("└") and "Total" in lines[-6]
+
+
+def test_vjp_flops_pull_back_through_the_returned_variables_too():
+    # Dense 9->4 on 16 rows: forward and two gradient matmuls (3 * 16*9*4 multiply-adds),
+    # the bias add (64), its gradient summed over the rows (15*4), and one add per
+    # variable for the cotangent of the variables apply(mutable=True) returns (40).
+    text = nn.Dense(4).tabulate(
+        KEY, jnp.ones((16, 9)), compute_vjp_flops=True, console_kwargs=PLAIN
+    )
+    assert rows(text)[0]["vjp_flops"] == str(3 * 2 * 16 * 9 * 4 + 64 + 15 * 4 + 40)
+
+
+def test_partitioned_variables_show_their_mesh_axes():
+    dense = nn.Dense(
+        4,
+        kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model")),
+        bias_init=nn.with_partitioning(nn.initializers.zeros_init(), ("model",)),
+    )
+    (row, _) = rows(dense.tabulate(KEY, jnp.ones((1, 2)), console_kwargs=PLAIN))
+    assert row["params"] == (
+        "bias: float32[4] P(model,) | kernel: float32[2,4] P(None, model) | 12 (48 B)"
+    )
+
+
+def test_variables_that_are_not_arrays_are_listed_and_count_nothing():
+    class Tags(nn.struct.PyTreeNode):
+        names: tuple = nn.struct.field(pytree_node=False)
+
+    class Tagger(nn.Module):
+        @nn.compact
+        def __call__(self):
+            self.sow("tags", "seen", Tags(("a", "b")))
+
+    lines = Tagger().tabulate({}, console_kwargs=PLAIN).splitlines()
+    cells = [line.strip("│").split("│")[-1].rstrip() for line in lines[5:9]]
+    assert cells == [" seen:", " - names:", "   - a", "   - b"]  # as Flax's YAML
+    assert rows("\n".join(lines))[-1]["tags"] == ""  # footer: no values to count

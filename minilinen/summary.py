@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -46,7 +47,6 @@ class _Call:
     args: tuple
     kwargs: dict
     outputs: Any = None
-    seen: dict | None = None  # the variables the module saw, as shapes (for FLOPs)
     flops: dict = dataclasses.field(default_factory=dict)  # by column: flops, vjp_flops
 
 
@@ -84,11 +84,11 @@ def tabulate(
     flop_columns = ("flops",) * compute_flops + ("vjp_flops",) * compute_vjp_flops
 
     def summarize(*args: Any, **kwargs: Any) -> str:
-        calls, variables = _trace(module, rngs, mutable, args, kwargs, bool(flop_columns))
+        calls, variables = _trace(module, rngs, mutable, args, kwargs)
         shown = _select_rows(calls, depth, show_repeated)
         for call in shown if flop_columns else ():
             keys = dict(rngs) if isinstance(rngs, Mapping) else {"params": rngs}
-            _measure_flops(call, keys, flop_columns)
+            _measure_flops(call, keys, mutable, flop_columns)
         title = type(module).__name__
         options = (console_kwargs, table_kwargs, column_kwargs)
         return _render(title, calls, shown, variables, depth, flop_columns, *options)
@@ -100,7 +100,7 @@ def tabulate(
 
 
 def _trace(
-    module: Module, rngs: Any, mutable: Any, args: tuple, kwargs: dict, keep_seen: bool
+    module: Module, rngs: Any, mutable: Any, args: tuple, kwargs: dict
 ) -> tuple[list[_Call], dict]:
     """Runs ``init`` abstractly, recording every module call."""
     calls: list[_Call] = []
@@ -111,7 +111,7 @@ def _trace(
         call = _Call(
             path=tuple(ctx.module.path),
             # Unbound: a module inside a lifted transform holds the transform's tracers.
-            module=ctx.module.clone(),
+            module=ctx.module.clone(_deep_clone=True),
             method=ctx.method_name,
             args=_abstract(a),
             kwargs=_abstract(kw),
@@ -119,10 +119,6 @@ def _trace(
         calls.append(call)  # before the call, so parents precede their children
         out = next_fun(*a, **kw)
         call.outputs = _abstract(out)
-        if keep_seen:
-            # Inside a lifted transform (vmap, scan) a module sees a slice of the
-            # stored variables; its FLOPs must be measured on what it saw.
-            call.seen = unfreeze(_abstract(ctx.module.variables))
         return out
 
     def init() -> Any:
@@ -153,7 +149,10 @@ def _abstract(tree: Any) -> Any:
 
 
 def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> list[_Call]:
-    rows = [call for call in calls if depth is None or len(call.path) <= depth]
+    # A call of no method of the module (a transform's body function) is no row, as in Flax.
+    rows = [
+        c for c in calls if (depth is None or len(c.path) <= depth) and hasattr(c.module, c.method)
+    ]
     if show_repeated:
         return rows
     first: dict[Path, _Call] = {}  # each module's first call, in call order
@@ -203,17 +202,21 @@ def _is_array(x: Any) -> bool:
     return isinstance(x, jax.ShapeDtypeStruct)
 
 
-def _measure_flops(call: _Call, rngs: dict, columns: tuple[str, ...]) -> None:
+def _measure_flops(call: _Call, rngs: dict, mutable: Any, columns: tuple[str, ...]) -> None:
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
-    own = {col: tree for col, tree in (call.seen or {}).items() if tree}
-    unbound = call.module
     arrays, with_arrays = _picked((call.args, call.kwargs), _is_array)
 
-    def run(variables: Any, arrays: list) -> Any:
+    def run(variables: Any, arrays: list, how: str = "apply") -> Any:
         args, kwargs = with_arrays(arrays)
+        kwargs.update(method=call.method, mutable=mutable)
+        if how == "init":
+            return call.module.init(rngs, *args, **kwargs)
         # The updated variables are outputs too: Flax's VJP pulls a cotangent back through them.
-        kwargs.update(rngs=rngs, method=call.method, mutable=True)
-        return unbound.apply(variables, *args, **kwargs)
+        return call.module.apply(variables, *args, rngs=rngs, **kwargs)
+
+    # As in Flax, the module is initialized on its own (a vmapped one on its slice; a
+    # WeightNorm with its wrapped layer, whose variables the model keeps elsewhere).
+    own = jax.eval_shape(partial(run, how="init"), None, arrays)
 
     if "flops" in columns:
         call.flops["flops"] = _cost(run, own, arrays)

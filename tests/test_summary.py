@@ -478,3 +478,22 @@ def test_variables_that_are_not_arrays_are_listed_and_count_nothing():
     cells = [line.strip("│").split("│")[-1].rstrip() for line in lines[5:9]]
     assert cells == [" seen:", " - names:", "   - a", "   - b"]  # as Flax's YAML
     assert rows("\n".join(lines))[-1]["tags"] == ""  # footer: no values to count
+
+
+def test_weight_norm_wrapper_rows_and_flops():
+    class Wrapped(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.WeightNorm(nn.Dense(3))(x)
+
+    text = Wrapped().tabulate(KEY, jnp.ones((1, 2)), compute_flops=True, console_kwargs=PLAIN)
+    paths = by_path(rows(text))
+    # The wrapped Dense keeps its variables at the model's level; the wrapper only its scale.
+    # Its call through map_variables' body function is no row of its own (as in Flax).
+    assert list(paths) == ["", "WeightNorm_0", "Dense_0"]
+    assert "<lambda>" not in Wrapped().tabulate(KEY, jnp.ones((1, 2)), console_kwargs=PLAIN)
+    assert paths["Dense_0"]["module"] == "Dense"
+    assert paths["WeightNorm_0"]["params"] == "Dense_0/kernel/scale: float32[3] | 3 (12 B)"
+    # Measured on its own, the wrapper's FLOPs include its wrapped layer's (1*2*3 * 2 + 3).
+    assert paths["Dense_0"]["flops"] == "15"
+    assert float(paths["WeightNorm_0"]["flops"]) > 15

@@ -221,20 +221,18 @@ def _measure_flops(call: _Call, rngs: dict, mutable: Any, columns: tuple[str, ..
     if "flops" in columns:
         call.flops["flops"] = _cost(run, own, arrays)
     if "vjp_flops" in columns:
-        cotangents = _inexact_leaves(jax.eval_shape(run, own, arrays))
-        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, arrays, cotangents)
+        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, arrays)
 
 
 def _forward_and_backward(run: Callable) -> Callable:
-    """``run``'s output and its pullback of a cotangent that is an input, so XLA
-    cannot fold the backward pass into reductions of a constant."""
+    """``run``'s pullback of its own output, as Flax measures it: the forward pass
+    is part of the cost, and the cotangent is no constant XLA could fold."""
 
-    def both(variables: Any, arrays: list, cotangents: list) -> Any:
+    def both(variables: Any, arrays: list) -> Any:
         diff, with_diff = _picked((variables, arrays), _is_inexact)
         of_diff = lambda *xs: _inexact_leaves(run(*with_diff(xs)))  # noqa: E731
-        # The output is returned too: the forward pass is part of a training step's cost.
         out, pullback = jax.vjp(of_diff, *diff)
-        return out, pullback(cotangents)
+        return pullback(out)
 
     return both
 

@@ -150,19 +150,17 @@ def _map_modules(value: Any, fn: Callable[[Module, str], Module], suffix: str = 
         return fn(value, suffix)
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
         return tuple(_map_modules(v, fn, f"{suffix}_{i}") for i, v in enumerate(value))
-    if isinstance(value, Mapping):
-        return FrozenDict({k: _map_modules(v, fn, f"{suffix}_{k}") for k, v in value.items()})
+    if isinstance(value, Mapping):  # visited in sorted key order, as jax flattens a dict
+        done = {k: _map_modules(value[k], fn, f"{suffix}_{k}") for k in sorted(value)}
+        return FrozenDict({k: done[k] for k in value})
     return value
 
 
 def _holds_modules(value: Any) -> bool:
-    if isinstance(value, Module):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_holds_modules(v) for v in value)
-    if isinstance(value, Mapping):
-        return any(_holds_modules(v) for v in value.values())
-    return False
+    value = tuple(value.values()) if isinstance(value, Mapping) else value
+    return isinstance(value, Module) or (
+        isinstance(value, (list, tuple)) and any(map(_holds_modules, value))
+    )
 
 
 def _check_instance(module: Any) -> None:
@@ -400,7 +398,7 @@ class Module:
     @property
     def variables(self) -> FrozenDict:
         """This module's variables, by collection."""
-        return FrozenDict(self._require_scope("variables").collections())
+        return config.returned(self._require_scope("variables").collections())
 
     # --- variables and RNG ----------------------------------------------
 

@@ -346,3 +346,17 @@ def test_outside_module_held_by_two_modules_is_one_submodule():
         "a": {"Dense_0": {"kernel": (2, 2)}},
         "b": {"Dense_0": {"kernel": (2, 2)}},
     }
+
+
+def test_module_shared_in_a_dict_field_is_named_by_its_first_key_in_sorted_order():
+    class B(nn.Module):
+        a: dict
+
+        @nn.compact
+        def __call__(self, x):
+            assert list(self.a) == ["foo", "bar"]  # the field keeps its own key order
+            return self.a["foo"](x) + self.a["bar"](x)
+
+    shared = nn.Dense(2)
+    params = B({"foo": shared, "bar": shared}).init(KEY, X)["params"]
+    assert shapes(params) == {"a_bar": DENSE(2, 2)}  # Flax adopts in jax's (sorted) key order

@@ -204,9 +204,9 @@ class Module:
         dataclasses.dataclass(
             cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False, kw_only=kw_only
         )
-        cls._field_names = tuple(
-            f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")
-        )
+        fields = cls.__dataclass_fields__  # Flax lists parent and name last in every subclass
+        fields.update((k, fields.pop(k)) for k in ("parent", "name"))
+        cls._field_names = tuple(f.name for f in dataclasses.fields(cls) if f.init)[:-2]
         cls._has_setup = cls.setup is not Module.setup
 
     # --- construction and naming ----------------------------------------

@@ -2,6 +2,7 @@
 against flax 0.12.8 by hand; names and paths here are the ones Flax produces."""
 
 import copy
+import dataclasses
 
 import cloudpickle
 import jax
@@ -360,3 +361,22 @@ def test_module_shared_in_a_dict_field_is_named_by_its_first_key_in_sorted_order
     shared = nn.Dense(2)
     params = B({"foo": shared, "bar": shared}).init(KEY, X)["params"]
     assert shapes(params) == {"a_bar": DENSE(2, 2)}  # Flax adopts in jax's (sorted) key order
+
+
+def test_parent_and_name_are_the_last_dataclass_fields_of_every_subclass():
+    class Base(nn.Module):
+        bar: int
+
+    class Child(Base):
+        baz: int
+        qux: int = dataclasses.field(default=0, init=False)
+
+    class Grandchild(Child):
+        pass
+
+    assert list(Base.__dataclass_fields__) == ["bar", "parent", "name"]
+    for cls in (Child, Grandchild):  # as in Flax, whichever class declared them
+        assert list(cls.__dataclass_fields__) == ["bar", "baz", "qux", "parent", "name"]
+    child = Grandchild(1, 2, name="g")
+    assert (child.bar, child.baz, child.name) == (1, 2, "g")
+    assert child.clone(baz=5).baz == 5 and child.clone().name == "g"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,6 +41,20 @@ class _Unspecified:
 
 
 _UNSPECIFIED = _Unspecified()
+
+
+class _WeakParent:
+    """The ``parent`` field: a parent Module is held weakly (as in Flax), so a bound child
+    and its parent make no cycle that keeps their scopes' tracers alive after a jit."""
+
+    def __get__(self, module: Any, cls: Any = None) -> Any:
+        parent = getattr(module, "__dict__", {}).get("parent", _UNSPECIFIED)  # None: the class
+        return parent() if type(parent) is weakref.ref else parent
+
+    def __set__(self, module: Any, value: Any) -> None:
+        module.__dict__["parent"] = weakref.ref(value) if isinstance(value, Module) else value
+
+
 # init() writes every collection except intermediates unless asked to capture them.
 _DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
@@ -121,9 +136,7 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
 
 def _run_method(self: Module, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
     """Calls a bound module's method inside its context (stack, compact naming, capture)."""
-    scope = self.scope
-    state = self._state
-    stack = context.stack
+    scope, state, stack = self.scope, self._state, context.stack
     stack.append(self)
     is_compact = getattr(fun, "compact", False)
     reentrant = state.in_compact
@@ -204,6 +217,7 @@ class Module:
         dataclasses.dataclass(
             cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False, kw_only=kw_only
         )
+        cls.parent = _WeakParent() if "parent" in own else cls.parent
         fields = cls.__dataclass_fields__  # Flax lists parent and name last in every subclass
         fields.update((k, fields.pop(k)) for k in ("parent", "name"))
         cls._field_names = tuple(f.name for f in dataclasses.fields(cls) if f.init)[:-2]
@@ -535,7 +549,7 @@ class Module:
         try:
             return fn(module, *args, **kwargs)
         finally:
-            frame.valid = False
+            frame.valid, frame.adopted = False, {}  # {}: no cycle keeps its tracers alive
 
     def init_with_output(
         self,

@@ -3,6 +3,8 @@ against flax 0.12.8 by hand; names and paths here are the ones Flax produces."""
 
 import copy
 import dataclasses
+import gc
+import weakref
 
 import cloudpickle
 import jax
@@ -380,3 +382,30 @@ def test_parent_and_name_are_the_last_dataclass_fields_of_every_subclass():
     child = Grandchild(1, 2, name="g")
     assert (child.bar, child.baz, child.name) == (1, 2, "g")
     assert child.clone(baz=5).baz == 5 and child.clone().name == "g"
+
+
+def test_an_apply_leaves_no_reference_cycle_behind():
+    # Flax holds a module's parent weakly, so under jit nothing of a traced init/apply
+    # (its modules, scopes, variables) waits for the cycle collector to be freed.
+    seen = []
+
+    class Probe(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            dense = nn.Dense(2)
+            seen.extend(weakref.ref(obj) for obj in (self, self.scope, dense))
+            return dense(x)
+
+    model = nn.Sequential([Probe(), Probe()])
+    gc.disable()
+    try:
+        variables = model.init(KEY, X)
+        out = model.apply(variables, X)
+        bound = model.bind(variables)
+        inner = bound.layers[0]
+        assert inner.parent is bound  # a live parent is still there
+        del bound, inner
+    finally:
+        gc.enable()
+    assert out.shape == (1, 2) and len(seen) == 12
+    assert [ref() for ref in seen] == [None] * len(seen)

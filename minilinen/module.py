@@ -106,6 +106,7 @@ class _ModuleState:
 
     def __init__(self):
         self.autoname: dict[str, int] = {}
+        self.children: dict[str, Module] = {}  # named submodules, for repr
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
@@ -167,6 +168,11 @@ def _map_modules(value: Any, fn: Callable[[Module, str], Module], suffix: str = 
         done = {k: _map_modules(value[k], fn, f"{suffix}_{k}") for k in sorted(value)}
         return FrozenDict({k: done[k] for k in value})
     return value
+
+
+def _short_repr(value: Any) -> str:
+    named = callable(value) and not isinstance(value, Module) and hasattr(value, "__name__")
+    return value.__name__ if named else repr(value)
 
 
 def _holds_modules(value: Any) -> bool:
@@ -266,6 +272,7 @@ class Module:
             return
         if parent is not None:
             object.__setattr__(self, "parent", parent)
+            parent._state.children[self.name] = self
             scope = scope.push(self.name)
         object.__setattr__(self, "scope", scope)
         fields = self.__dict__
@@ -385,12 +392,14 @@ class Module:
         return sorted(set(super().__dir__()) | set(self.__dict__))
 
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}(", "    # attributes"]
-        for field_name in self._field_names:
-            lines.append(
-                f"    {field_name} = {getattr(self, field_name)!r}".replace("\n", "\n    ")
-            )
-        return "\n".join(lines) + "\n)"
+        # Flax's layout: the fields (a named function by its name), then the submodules
+        # named in this module so far.
+        lines = [f"{k} = {_short_repr(getattr(self, k))}" for k in self._field_names]
+        lines = ["# attributes", *lines] if lines else []
+        if self._state.children:
+            lines += ["# children", *(f"{k} = {v!r}" for k, v in self._state.children.items())]
+        body = "".join("\n" + line for line in lines).replace("\n", "\n    ")
+        return f"{type(self).__name__}({body}\n)" if lines else f"{type(self).__name__}()"
 
     def _path_text(self) -> str:
         return self.scope.path_text if self.scope is not None else type(self).__name__

@@ -409,3 +409,27 @@ def test_an_apply_leaves_no_reference_cycle_behind():
         gc.enable()
     assert out.shape == (1, 2) and len(seen) == 12
     assert [ref() for ref in seen] == [None] * len(seen)
+
+
+def test_repr_names_functions_and_lists_the_children_made_so_far():
+    # The layout of Flax's module repr, checked against flax 0.12.8's output.
+    class Empty(nn.Module):
+        pass
+
+    class MLP(nn.Module):
+        act: object = nn.relu
+
+        def setup(self):
+            self.head = Empty()
+
+        @nn.compact
+        def __call__(self, x):
+            x = self.act(nn.Dense(2, use_bias=False, kernel_init=nn.initializers.ones)(x))
+            return repr(self)
+
+    text = MLP().init_with_output(KEY, X)[0]
+    lines = text.split("\n")
+    assert lines[:4] == ["MLP(", "    # attributes", "    act = relu", "    # children"]
+    assert lines[4:6] == ["    head = Empty()", "    Dense_0 = Dense("]
+    assert "        features = 2" in lines and "        kernel_init = ones" in lines
+    assert lines[-2:] == ["    )", ")"] and repr(Empty()) == "Empty()"

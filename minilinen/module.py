@@ -100,7 +100,7 @@ def _given_fields(module: Module, cache: Any = True, reset_names: bool = True) -
 
 
 class _ModuleState:
-    # Class-level defaults: a fresh state costs one dict. ``misplaced``: made in a plain
+    # Class-level defaults: a fresh state costs two dicts. ``misplaced``: made in a plain
     # method of a bound module, an error once assigned or called.
     setup_done = in_setup = in_compact = misplaced = False
 

@@ -117,13 +117,13 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
         if self.scope is None:
             if self._state.misplaced:
                 raise errors.SubmoduleOutsideSetupOrCompactError(
-                    f"Submodule {type(self).__name__} was created in a plain method of "
-                    f"'{self.parent._path_text()}': create it in setup() or @nn.compact."
+                    f"Submodule {type(self).__name__} must be defined in `setup()` or in a method "
+                    f"wrapped in `@compact`, not in a plain method of '{self.parent._path_text()}'."
                 )
             if is_compact:
                 raise errors.UnboundModuleError(
-                    f"Cannot call the @compact method '{type(self).__name__}.{name}' on an "
-                    "unbound module. Use module.init(rng, ...) or module.apply(variables, "
+                    f"Can't call compact methods on unbound modules ('{type(self).__name__}."
+                    f"{name}'). Use module.init(rng, ...) or module.apply(variables, "
                     "...), or module.bind(variables) for interactive use."
                 )
             return call_method(self, name, fun, args, kwargs)
@@ -408,8 +408,8 @@ class Module:
         scope = self.scope
         if scope is None:
             raise errors.UnboundModuleError(
-                f"{type(self).__name__}.{what}() was called on an unbound module: call it "
-                "inside init()/apply(), or on module.bind(variables)."
+                f"{type(self).__name__}.{what}() needs the variables and RNGs of a bound module "
+                "but was called on an unbound module: call it inside init()/apply(), or bind()."
             )
         return scope
 

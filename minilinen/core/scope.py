@@ -326,8 +326,8 @@ class Scope:
         if stream not in rngs:
             if "params" not in rngs:
                 raise errors.RngStreamMissingError(
-                    f"Module '{self.path_text}' needs an RNG stream '{stream}', but the "
-                    f"call was given streams {sorted(rngs)}. Pass rngs={{'{stream}': key}} "
+                    f"{self.name} needs PRNG for \"{stream}\" (module '{self.path_text}'), but "
+                    f"the call was given streams {sorted(rngs)}. Pass rngs={{'{stream}': key}} "
                     "to init()/apply()."
                 )
             stream = "params"

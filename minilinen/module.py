@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,6 +41,20 @@ class _Unspecified:
 
 
 _UNSPECIFIED = _Unspecified()
+
+
+class _WeakParent:
+    """The ``parent`` field: a parent Module is held weakly (as in Flax), so a bound child
+    and its parent make no cycle that keeps their scopes' tracers alive after a jit."""
+
+    def __get__(self, module: Any, cls: Any = None) -> Any:
+        parent = getattr(module, "__dict__", {}).get("parent", _UNSPECIFIED)  # None: the class
+        return parent() if type(parent) is weakref.ref else parent
+
+    def __set__(self, module: Any, value: Any) -> None:
+        module.__dict__["parent"] = weakref.ref(value) if isinstance(value, Module) else value
+
+
 # init() writes every collection except intermediates unless asked to capture them.
 _DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
@@ -85,12 +100,13 @@ def _given_fields(module: Module, cache: Any = True, reset_names: bool = True) -
 
 
 class _ModuleState:
-    # Class-level defaults: a fresh state costs one dict. ``misplaced``: made in a plain
+    # Class-level defaults: a fresh state costs two dicts. ``misplaced``: made in a plain
     # method of a bound module, an error once assigned or called.
     setup_done = in_setup = in_compact = misplaced = False
 
     def __init__(self):
         self.autoname: dict[str, int] = {}
+        self.children: dict[str, Module] = {}  # named submodules, for repr
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
@@ -101,13 +117,13 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
         if self.scope is None:
             if self._state.misplaced:
                 raise errors.SubmoduleOutsideSetupOrCompactError(
-                    f"Submodule {type(self).__name__} was created in a plain method of "
-                    f"'{self.parent._path_text()}': create it in setup() or @nn.compact."
+                    f"Submodule {type(self).__name__} must be defined in `setup()` or in a method "
+                    f"wrapped in `@compact`, not in a plain method of '{self.parent._path_text()}'."
                 )
             if is_compact:
                 raise errors.UnboundModuleError(
-                    f"Cannot call the @compact method '{type(self).__name__}.{name}' on an "
-                    "unbound module. Use module.init(rng, ...) or module.apply(variables, "
+                    f"Can't call compact methods on unbound modules ('{type(self).__name__}."
+                    f"{name}'). Use module.init(rng, ...) or module.apply(variables, "
                     "...), or module.bind(variables) for interactive use."
                 )
             return call_method(self, name, fun, args, kwargs)
@@ -121,9 +137,7 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
 
 def _run_method(self: Module, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
     """Calls a bound module's method inside its context (stack, compact naming, capture)."""
-    scope = self.scope
-    state = self._state
-    stack = context.stack
+    scope, state, stack = self.scope, self._state, context.stack
     stack.append(self)
     is_compact = getattr(fun, "compact", False)
     reentrant = state.in_compact
@@ -150,19 +164,22 @@ def _map_modules(value: Any, fn: Callable[[Module, str], Module], suffix: str = 
         return fn(value, suffix)
     if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
         return tuple(_map_modules(v, fn, f"{suffix}_{i}") for i, v in enumerate(value))
-    if isinstance(value, Mapping):
-        return FrozenDict({k: _map_modules(v, fn, f"{suffix}_{k}") for k, v in value.items()})
+    if isinstance(value, Mapping):  # visited in sorted key order, as jax flattens a dict
+        done = {k: _map_modules(value[k], fn, f"{suffix}_{k}") for k in sorted(value)}
+        return FrozenDict({k: done[k] for k in value})
     return value
 
 
+def _short_repr(value: Any) -> str:
+    named = callable(value) and not isinstance(value, Module) and hasattr(value, "__name__")
+    return value.__name__ if named else repr(value)
+
+
 def _holds_modules(value: Any) -> bool:
-    if isinstance(value, Module):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_holds_modules(v) for v in value)
-    if isinstance(value, Mapping):
-        return any(_holds_modules(v) for v in value.values())
-    return False
+    value = tuple(value.values()) if isinstance(value, Mapping) else value
+    return isinstance(value, Module) or (
+        isinstance(value, (list, tuple)) and any(map(_holds_modules, value))
+    )
 
 
 def _check_instance(module: Any) -> None:
@@ -206,9 +223,10 @@ class Module:
         dataclasses.dataclass(
             cls, unsafe_hash="__hash__" not in cls.__dict__, repr=False, kw_only=kw_only
         )
-        cls._field_names = tuple(
-            f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")
-        )
+        cls.parent = _WeakParent() if "parent" in own else cls.parent
+        fields = cls.__dataclass_fields__  # Flax lists parent and name last in every subclass
+        fields.update((k, fields.pop(k)) for k in ("parent", "name"))
+        cls._field_names = tuple(f.name for f in dataclasses.fields(cls) if f.init)[:-2]
         cls._has_setup = cls.setup is not Module.setup
 
     # --- construction and naming ----------------------------------------
@@ -254,6 +272,7 @@ class Module:
             return
         if parent is not None:
             object.__setattr__(self, "parent", parent)
+            parent._state.children[self.name] = self
             scope = scope.push(self.name)
         object.__setattr__(self, "scope", scope)
         fields = self.__dict__
@@ -373,12 +392,14 @@ class Module:
         return sorted(set(super().__dir__()) | set(self.__dict__))
 
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}(", "    # attributes"]
-        for field_name in self._field_names:
-            lines.append(
-                f"    {field_name} = {getattr(self, field_name)!r}".replace("\n", "\n    ")
-            )
-        return "\n".join(lines) + "\n)"
+        # Flax's layout: the fields (a named function by its name), then the submodules
+        # named in this module so far.
+        lines = [f"{k} = {_short_repr(getattr(self, k))}" for k in self._field_names]
+        lines = ["# attributes", *lines] if lines else []
+        if self._state.children:
+            lines += ["# children", *(f"{k} = {v!r}" for k, v in self._state.children.items())]
+        body = "".join("\n" + line for line in lines).replace("\n", "\n    ")
+        return f"{type(self).__name__}({body}\n)" if lines else f"{type(self).__name__}()"
 
     def _path_text(self) -> str:
         return self.scope.path_text if self.scope is not None else type(self).__name__
@@ -387,8 +408,8 @@ class Module:
         scope = self.scope
         if scope is None:
             raise errors.UnboundModuleError(
-                f"{type(self).__name__}.{what}() was called on an unbound module: call it "
-                "inside init()/apply(), or on module.bind(variables)."
+                f"{type(self).__name__}.{what}() needs the variables and RNGs of a bound module "
+                "but was called on an unbound module: call it inside init()/apply(), or bind()."
             )
         return scope
 
@@ -400,7 +421,7 @@ class Module:
     @property
     def variables(self) -> FrozenDict:
         """This module's variables, by collection."""
-        return FrozenDict(self._require_scope("variables").collections())
+        return config.returned(self._require_scope("variables").collections())
 
     # --- variables and RNG ----------------------------------------------
 
@@ -537,7 +558,7 @@ class Module:
         try:
             return fn(module, *args, **kwargs)
         finally:
-            frame.valid = False
+            frame.valid, frame.adopted = False, {}  # {}: no cycle keeps its tracers alive
 
     def init_with_output(
         self,

@@ -15,17 +15,12 @@ class Variable:
     __slots__ = ("scope", "collection", "name", "unbox")
 
     def __init__(self, scope: Any, collection: str, name: str, unbox: bool = True):
-        self.scope = scope
-        self.collection = collection
-        self.name = name
-        self.unbox = unbox
+        self.scope, self.collection, self.name, self.unbox = scope, collection, name, unbox
 
     @property
     def value(self) -> Any:
         value = self.scope.get_variable(self.collection, self.name)
-        if self.unbox and isinstance(value, AxisMetadata):
-            return value.unbox()
-        return value
+        return value.unbox() if self.unbox and isinstance(value, AxisMetadata) else value
 
     @value.setter
     def value(self, value: Any) -> None:

@@ -31,6 +31,19 @@ def test_minilinen_returns_frozendicts_by_default():
     assert type(variables) is nn.FrozenDict
 
 
+@pytest.mark.parametrize("frozen", [True, False])
+def test_bound_variables_and_unbind_follow_the_return_frozendict_flag(flag, frozen):
+    # Flax: Module.variables and unbind() hand back the same kind of tree as init.
+    flag("flax_return_frozendict", frozen)
+    kind = nn.FrozenDict if frozen else dict
+    variables = nn.Dense(2).init(jax.random.key(0), X)
+    bound = nn.Dense(2).bind(variables)
+    assert type(bound.variables) is kind and type(bound.variables["params"]) is kind
+    _, unbound_variables = bound.unbind()
+    assert type(unbound_variables) is kind
+    jax.tree_util.tree_map(lambda a, b: None, variables, unbound_variables)  # same structure
+
+
 def test_return_frozendict_false_gives_plain_dicts_from_init_and_apply(flag):
     flag("flax_return_frozendict", False)
     model = nn.BatchNorm(use_running_average=False)

@@ -179,8 +179,24 @@ def test_submodule_outside_setup_or_compact():
         def __call__(self, x):
             return nn.Dense(2)(x)
 
-    with pytest.raises(errors.SubmoduleOutsideSetupOrCompactError, match="@nn.compact"):
+    with pytest.raises(
+        errors.SubmoduleOutsideSetupOrCompactError,
+        match=r"in `setup\(\)` or in a method wrapped in `@compact`",
+    ):
         NotCompact().init(KEY, X)
+
+
+def test_messages_carry_the_phrases_flax_s_tests_match():
+    class Draws(nn.Module):
+        def __call__(self, x):
+            return self.make_rng("dropout") if self.has_rng("dropout") else x
+
+    with pytest.raises(errors.UnboundModuleError, match="Can't call compact methods on unbound"):
+        nn.Dense(2)(X)
+    with pytest.raises(errors.UnboundModuleError, match="RNGs.*unbound module"):
+        Draws()(X)
+    with pytest.raises(errors.RngStreamMissingError, match='Dense_0 needs PRNG for "params"'):
+        MLP().init({"other": KEY}, X)
 
 
 def test_reserved_field_names():

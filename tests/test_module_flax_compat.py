@@ -2,6 +2,9 @@
 against flax 0.12.8 by hand; names and paths here are the ones Flax produces."""
 
 import copy
+import dataclasses
+import gc
+import weakref
 
 import cloudpickle
 import jax
@@ -346,3 +349,87 @@ def test_outside_module_held_by_two_modules_is_one_submodule():
         "a": {"Dense_0": {"kernel": (2, 2)}},
         "b": {"Dense_0": {"kernel": (2, 2)}},
     }
+
+
+def test_module_shared_in_a_dict_field_is_named_by_its_first_key_in_sorted_order():
+    class B(nn.Module):
+        a: dict
+
+        @nn.compact
+        def __call__(self, x):
+            assert list(self.a) == ["foo", "bar"]  # the field keeps its own key order
+            return self.a["foo"](x) + self.a["bar"](x)
+
+    shared = nn.Dense(2)
+    params = B({"foo": shared, "bar": shared}).init(KEY, X)["params"]
+    assert shapes(params) == {"a_bar": DENSE(2, 2)}  # Flax adopts in jax's (sorted) key order
+
+
+def test_parent_and_name_are_the_last_dataclass_fields_of_every_subclass():
+    class Base(nn.Module):
+        bar: int
+
+    class Child(Base):
+        baz: int
+        qux: int = dataclasses.field(default=0, init=False)
+
+    class Grandchild(Child):
+        pass
+
+    assert list(Base.__dataclass_fields__) == ["bar", "parent", "name"]
+    for cls in (Child, Grandchild):  # as in Flax, whichever class declared them
+        assert list(cls.__dataclass_fields__) == ["bar", "baz", "qux", "parent", "name"]
+    child = Grandchild(1, 2, name="g")
+    assert (child.bar, child.baz, child.name) == (1, 2, "g")
+    assert child.clone(baz=5).baz == 5 and child.clone().name == "g"
+
+
+def test_an_apply_leaves_no_reference_cycle_behind():
+    # Flax holds a module's parent weakly, so under jit nothing of a traced init/apply
+    # (its modules, scopes, variables) waits for the cycle collector to be freed.
+    seen = []
+
+    class Probe(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            dense = nn.Dense(2)
+            seen.extend(weakref.ref(obj) for obj in (self, self.scope, dense))
+            return dense(x)
+
+    model = nn.Sequential([Probe(), Probe()])
+    gc.disable()
+    try:
+        variables = model.init(KEY, X)
+        out = model.apply(variables, X)
+        bound = model.bind(variables)
+        inner = bound.layers[0]
+        assert inner.parent is bound  # a live parent is still there
+        del bound, inner
+    finally:
+        gc.enable()
+    assert out.shape == (1, 2) and len(seen) == 12
+    assert [ref() for ref in seen] == [None] * len(seen)
+
+
+def test_repr_names_functions_and_lists_the_children_made_so_far():
+    # The layout of Flax's module repr, checked against flax 0.12.8's output.
+    class Empty(nn.Module):
+        pass
+
+    class MLP(nn.Module):
+        act: object = nn.relu
+
+        def setup(self):
+            self.head = Empty()
+
+        @nn.compact
+        def __call__(self, x):
+            x = self.act(nn.Dense(2, use_bias=False, kernel_init=nn.initializers.ones)(x))
+            return repr(self)
+
+    text = MLP().init_with_output(KEY, X)[0]
+    lines = text.split("\n")
+    assert lines[:4] == ["MLP(", "    # attributes", "    act = relu", "    # children"]
+    assert lines[4:6] == ["    head = Empty()", "    Dense_0 = Dense("]
+    assert "        features = 2" in lines and "        kernel_init = ones" in lines
+    assert lines[-2:] == ["    )", ")"] and repr(Empty()) == "Empty()"

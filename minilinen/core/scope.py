@@ -8,6 +8,7 @@ A ``Scope`` is one path inside a frame. Scopes know nothing about Modules.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -121,16 +122,9 @@ def _as_plain(tree: Any) -> Any:
 class Scope:
     """One path in a frame: reads and writes variables, derives RNG keys."""
 
-    __slots__ = (
-        "frame",
-        "parent",
-        "name",
-        "path",
-        "rng_path",
-        "rng_counters",
-        "reservations",
-        "children",
-        "_cols",
+    __slots__ = tuple(
+        "frame parent name path rng_path rng_counters reservations children _cols "
+        "__weakref__".split()
     )
 
     def __init__(
@@ -157,7 +151,9 @@ class Scope:
             # a lifted inner scope sharing the parent's counters shares its children's.
             self.rng_counters = parent.rng_counters.setdefault((name,), {})
         self.reservations: dict[str, Any] = {}
-        self.children: dict[str, Scope] = {}
+        # Held weakly: a child scope lives while its module does, and a child never
+        # keeps its parent's variables (tracers, under jit) alive through a cycle.
+        self.children: dict[str, Scope] = weakref.WeakValueDictionary()
         self._cols: dict[str, dict] = {}
 
     # --- naming ---------------------------------------------------------
@@ -330,8 +326,8 @@ class Scope:
         if stream not in rngs:
             if "params" not in rngs:
                 raise errors.RngStreamMissingError(
-                    f"Module '{self.path_text}' needs an RNG stream '{stream}', but the "
-                    f"call was given streams {sorted(rngs)}. Pass rngs={{'{stream}': key}} "
+                    f"{self.name} needs PRNG for \"{stream}\" (module '{self.path_text}'), but "
+                    f"the call was given streams {sorted(rngs)}. Pass rngs={{'{stream}': key}} "
                     "to init()/apply()."
                 )
             stream = "params"

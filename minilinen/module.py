@@ -631,7 +631,7 @@ class Module:
 
         kwargs.pop("show_repeated", None)  # the keys are paths: repeats land on one entry
         mutable = kwargs.pop("mutable", _DEFAULT_INIT_MUTABLE)
-        calls, _ = _trace(self, rngs, mutable, args, kwargs, keep_seen=False)
+        calls, _ = _trace(self, rngs, mutable, args, kwargs)
         return {"/".join(call.path): call.module.copy(parent=None) for call in calls}
 
     def tabulate(self, rngs: Any, *args: Any, **kwargs: Any) -> str:

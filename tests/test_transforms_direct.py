@@ -5,6 +5,8 @@ same computation written by hand with JAX, and the errors for misuse."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -369,3 +371,34 @@ def test_cond_branches_name_their_submodules_alike(pred):
         TwoBranches().apply({"params": params}, X, pred),
         dense(params["Dense_1"], inner if pred else -inner),
     )
+
+
+def test_add_metadata_axis_records_the_axis_outside_and_strips_it_inside():
+    seen = {}
+
+    class Foo(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            init = nn.with_partitioning(nn.initializers.lecun_normal(), ("foo", "bar"))
+            out = nn.Dense(4, kernel_init=init, use_bias=False, name="dense")(x)
+            seen["names"] = self.variables["params"]["dense"]["kernel"].names
+            return out
+
+    class Test(nn.Module):
+        @functools.partial(
+            nn.add_metadata_axis,
+            variable_axes={"params": 0},
+            metadata_params={nn.PARTITION_NAME: "baz"},
+        )
+        @nn.compact
+        def __call__(self, x):
+            return Foo(name="foo")(x)
+
+    x = jnp.ones((4, 4), jnp.float32)
+    variables = Test().init(jax.random.key(0), x)
+    box = variables["params"]["foo"]["dense"]["kernel"]
+    assert box.names == ("baz", "foo", "bar") and box.value.shape == (4, 4)
+    assert seen["names"] == ("foo", "bar")  # inside, the axis is stripped again
+    y = Test().apply(variables, x)
+    assert seen["names"] == ("foo", "bar")
+    np.testing.assert_allclose(y, x @ box.value, rtol=1e-6)

@@ -8,11 +8,11 @@ or a Module method (as a decorator). Each module's ``*_scope`` variant (e.g.
 from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
 from minilinen.transforms.control_flow import cond, switch, while_loop
 from minilinen.transforms.jit import fold_rngs, jit
-from minilinen.transforms.map_variables import map_variables
+from minilinen.transforms.map_variables import add_metadata_axis, map_variables
 from minilinen.transforms.remat import checkpoint, remat, remat_scan
 from minilinen.transforms.scan import broadcast, scan
 from minilinen.transforms.vmap import vmap
 
 __all__ = ["scan", "vmap", "jit", "remat", "checkpoint", "remat_scan", "map_variables"]
 __all__ += ["broadcast", "fold_rngs", "cond", "switch", "while_loop", "vjp", "jvp", "grad"]
-__all__ += ["value_and_grad", "custom_vjp"]
+__all__ += ["value_and_grad", "custom_vjp", "add_metadata_axis"]

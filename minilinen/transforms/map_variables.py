@@ -10,16 +10,17 @@ collections are read-only inside.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from minilinen.core.frozen_dict import unfreeze
+from minilinen.core.frozen_dict import FrozenDict, unfreeze
 from minilinen.core.scope import CollectionFilter, Scope
 from minilinen.transforms.filters import is_empty, subtract
-from minilinen.transforms.lift import Pack
+from minilinen.transforms.lift import Pack, add_axis, remove_axis
 from minilinen.transforms.module_lift import module_transform
 
-__all__ = ["map_variables", "map_variables_scope"]
+__all__ = ["map_variables", "map_variables_scope", "add_metadata_axis"]
 
 
 def _identity(x: Any) -> Any:
@@ -70,3 +71,19 @@ def map_variables_scope(
 
 
 map_variables = module_transform(map_variables_scope, "Map_variables")
+
+
+def add_metadata_axis(
+    target: Any,
+    variable_axes: Mapping[CollectionFilter, int | None] = FrozenDict(),
+    metadata_params: dict | None = None,
+) -> Any:
+    """Adds ``variable_axes``' axes to the metadata boxes of those collections outside
+    ``target`` and strips them inside, as ``nn.vmap``/``nn.scan`` do at their boundary,
+    without mapping any values (``None``: a broadcast collection, boxes unchanged)."""
+    params = {} if metadata_params is None else metadata_params
+    for collection, axis in variable_axes.items():
+        strip = functools.partial(remove_axis, axis=axis, params=params)
+        record = functools.partial(add_axis, axis=axis, params=params)
+        target = map_variables(target, collection, strip, record, mutable=True)
+    return target

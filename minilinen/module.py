@@ -26,7 +26,13 @@ from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import DenyList, Frame, Scope
 from minilinen.functional import lazy_init as _lazy_init
-from minilinen.module_context import InterceptorContext, call_method, context, intercept_methods
+from minilinen.module_context import (
+    InterceptorContext,
+    _wrap_method,
+    call_method,
+    context,
+    intercept_methods,
+)
 from minilinen.variables import Variable
 
 __all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorContext"]
@@ -107,54 +113,6 @@ class _ModuleState:
     def __init__(self):
         self.autoname: dict[str, int] = {}
         self.children: dict[str, Module] = {}  # named submodules, for repr
-
-
-def _wrap_method(fun: Callable, name: str) -> Callable:
-    is_compact = getattr(fun, "compact", False)
-
-    @functools.wraps(fun)
-    def wrapped(self: Module, *args: Any, **kwargs: Any) -> Any:
-        if self.scope is None:
-            if self._state.misplaced:
-                raise errors.SubmoduleOutsideSetupOrCompactError(
-                    f"Submodule {type(self).__name__} must be defined in `setup()` or in a method "
-                    f"wrapped in `@compact`, not in a plain method of '{self.parent._path_text()}'."
-                )
-            if is_compact:
-                raise errors.UnboundModuleError(
-                    f"Can't call compact methods on unbound modules ('{type(self).__name__}."
-                    f"{name}'). Use module.init(rng, ...) or module.apply(variables, "
-                    "...), or module.bind(variables) for interactive use."
-                )
-            return call_method(self, name, fun, args, kwargs)
-        if not self._state.setup_done:
-            self._try_setup()
-        return _run_method(self, fun, name, args, kwargs)
-
-    wrapped.method_handler_wrapped = True
-    return wrapped
-
-
-def _run_method(self: Module, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
-    """Calls a bound module's method inside its context (stack, compact naming, capture)."""
-    scope, state, stack = self.scope, self._state, context.stack
-    stack.append(self)
-    is_compact = getattr(fun, "compact", False)
-    reentrant = state.in_compact
-    if is_compact:
-        state.in_compact = True
-    try:
-        out = call_method(self, name, fun, args, kwargs)
-    finally:
-        stack.pop()
-        if is_compact and not reentrant:
-            state.in_compact = False
-            state.autoname.clear()
-            scope.rewind()
-    capture = scope.frame.capture
-    if capture is not None and capture(self, name):
-        self.sow("intermediates", name, out)
-    return out
 
 
 def _map_modules(value: Any, fn: Callable[[Module, str], Module], suffix: str = "") -> Any:

@@ -1,4 +1,5 @@
-"""Per-thread module context: the stack of running modules, and method interceptors."""
+"""Per-thread module context: the stack of running modules, method interceptors, and
+the wrapper every Module method gets (it runs the method inside that context)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import functools
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from minilinen import errors
 
 __all__ = ["context", "InterceptorContext", "intercept_methods", "call_method"]
 
@@ -58,3 +61,51 @@ def call_method(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict
 
 def _through(interceptor: Callable, next_fun: Callable, info: InterceptorContext, *args, **kw):
     return interceptor(next_fun, args, kw, info)
+
+
+def _wrap_method(fun: Callable, name: str) -> Callable:
+    is_compact = getattr(fun, "compact", False)
+
+    @functools.wraps(fun)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.scope is None:
+            if self._state.misplaced:
+                raise errors.SubmoduleOutsideSetupOrCompactError(
+                    f"Submodule {type(self).__name__} must be defined in `setup()` or in a method "
+                    f"wrapped in `@compact`, not in a plain method of '{self.parent._path_text()}'."
+                )
+            if is_compact:
+                raise errors.UnboundModuleError(
+                    f"Can't call compact methods on unbound modules ('{type(self).__name__}."
+                    f"{name}'). Use module.init(rng, ...) or module.apply(variables, "
+                    "...), or module.bind(variables) for interactive use."
+                )
+            return call_method(self, name, fun, args, kwargs)
+        if not self._state.setup_done:
+            self._try_setup()
+        return _run_method(self, fun, name, args, kwargs)
+
+    wrapped.method_handler_wrapped = True
+    return wrapped
+
+
+def _run_method(self: Any, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
+    """Calls a bound module's method inside its context (stack, compact naming, capture)."""
+    scope, state, stack = self.scope, self._state, context.stack
+    stack.append(self)
+    is_compact = getattr(fun, "compact", False)
+    reentrant = state.in_compact
+    if is_compact:
+        state.in_compact = True
+    try:
+        out = call_method(self, name, fun, args, kwargs)
+    finally:
+        stack.pop()
+        if is_compact and not reentrant:
+            state.in_compact = False
+            state.autoname.clear()
+            scope.rewind()
+    capture = scope.frame.capture
+    if capture is not None and capture(self, name):
+        self.sow("intermediates", name, out)
+    return out

@@ -9,17 +9,15 @@ the same order and bit-identical arrays, the same logical axis names, and
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from golden.api_cases import CASES, OUTPUT_CASES, arrays_only, axes_record
 from golden.transforms_cases import apply_case, grad_case
-from golden.tree_record import describe, flatten, rebuild
+from golden.tree_record import describe, flatten, load, rebuild
 from test_transforms_golden import assert_close, keys_outline
 
 import minilinen as nn
@@ -31,19 +29,7 @@ GOLDEN = Path(__file__).parent / "golden" / "api"
 @cache
 def golden(partitionable: bool) -> tuple[dict, dict]:
     """(entries by case, arrays by path) recorded with Flax for one setting."""
-    stem = GOLDEN / f"threefry_{int(partitionable)}"
-    with open(f"{stem}.json") as f:
-        structures = json.load(f)["cases"]
-    with np.load(f"{stem}.npz") as npz:
-        return structures, dict(npz)
-
-
-@pytest.fixture(params=[False, True], ids=["threefry0", "threefry1"])
-def partitionable(request):
-    old = jax.config.jax_threefry_partitionable
-    jax.config.update("jax_threefry_partitionable", request.param)
-    yield request.param
-    jax.config.update("jax_threefry_partitionable", old)
+    return load(GOLDEN, partitionable)
 
 
 @pytest.mark.parametrize("name", list(CASES))

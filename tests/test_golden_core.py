@@ -10,16 +10,14 @@ float32 precision. The data comes from
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from golden.core_models import CASES
-from golden.tree_record import describe, flatten, rebuild
+from golden.tree_record import describe, flatten, load, rebuild
 
 import minilinen as nn
 
@@ -29,21 +27,7 @@ GOLDEN = Path(__file__).parent / "golden" / "core"
 @cache
 def golden(partitionable: bool) -> tuple[dict, dict]:
     """(structures by case, arrays by path) recorded with Flax for one setting."""
-    stem = GOLDEN / f"threefry_{int(partitionable)}"
-    with open(f"{stem}.json") as f:
-        structures = json.load(f)["cases"]
-    with np.load(f"{stem}.npz") as npz:
-        arrays = dict(npz)
-    return structures, arrays
-
-
-@pytest.fixture(params=[False, True], ids=["threefry0", "threefry1"])
-def partitionable(request):
-    """Run the test under one threefry setting, then restore the old one."""
-    old = jax.config.jax_threefry_partitionable
-    jax.config.update("jax_threefry_partitionable", request.param)
-    yield request.param
-    jax.config.update("jax_threefry_partitionable", old)
+    return load(GOLDEN, partitionable)
 
 
 def keys_outline(structure: dict) -> object:

@@ -9,7 +9,6 @@ data comes from ``golden/make_golden_layers.py``.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -19,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from golden.layer_cases import CASES
-from golden.tree_record import describe, flatten
+from golden.tree_record import describe, flatten, load
 
 import minilinen as nn
 
@@ -30,11 +29,7 @@ RTOL = 1e-6
 @cache
 def golden(partitionable: bool) -> tuple[dict, dict]:
     """(structures by case, arrays by path) recorded with Flax for one setting."""
-    stem = GOLDEN / f"threefry_{int(partitionable)}"
-    with open(f"{stem}.json") as f:
-        structures = json.load(f)["cases"]
-    with np.load(f"{stem}.npz") as npz:
-        arrays = dict(npz)
+    structures, arrays = load(GOLDEN, partitionable)
     # npz stores bfloat16 as raw 2-byte voids; the structure names the real dtype.
     for path, dtype in leaf_dtypes(structures).items():
         if arrays[path].dtype.kind == "V":

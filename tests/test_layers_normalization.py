@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from golden import seed003_cells
-from golden.tree_record import describe, flatten
+from golden.tree_record import describe, flatten, load
 
 import minilinen as nn
 from minilinen.errors import LayerConfigError, MergeParamError
@@ -25,20 +25,8 @@ NAME = "seed003_batchnorm_vmap"
 
 def golden(partitionable: bool) -> tuple[dict, dict]:
     """Flax's recorded structure and arrays of the seed's BatchNorm MLP training."""
-    stem = GOLDEN / f"threefry_{int(partitionable)}"
-    with open(f"{stem}.json") as f:
-        structure = json.load(f)["cases"][NAME]
-    with np.load(f"{stem}.npz") as npz:
-        arrays = {k: v for k, v in npz.items() if k.startswith(f"{NAME}/")}
-    return structure, arrays
-
-
-@pytest.fixture(params=[True, False], ids=["threefry1", "threefry0"])
-def partitionable(request):
-    old = jax.config.jax_threefry_partitionable
-    jax.config.update("jax_threefry_partitionable", request.param)
-    yield request.param
-    jax.config.update("jax_threefry_partitionable", old)
+    structures, arrays = load(GOLDEN, partitionable)
+    return structures[NAME], {k: v for k, v in arrays.items() if k.startswith(f"{NAME}/")}
 
 
 def test_seed003_batchnorm_mlp_trains_like_flax(partitionable):

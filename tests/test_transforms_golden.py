@@ -10,17 +10,15 @@ precision. The data comes from ``golden/make_golden_transforms.py``.
 
 from __future__ import annotations
 
-import json
 import types
 from functools import cache
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from golden.transforms_cases import CASES, apply_case, box_names, grad_case
-from golden.tree_record import describe, flatten, rebuild
+from golden.tree_record import describe, flatten, load, rebuild
 
 import minilinen
 from minilinen import spmd, transforms
@@ -43,21 +41,7 @@ nn = namespace()
 @cache
 def golden(partitionable: bool) -> tuple[dict, dict]:
     """(entries by case, arrays by path) recorded with Flax for one setting."""
-    stem = GOLDEN / f"threefry_{int(partitionable)}"
-    with open(f"{stem}.json") as f:
-        structures = json.load(f)["cases"]
-    with np.load(f"{stem}.npz") as npz:
-        arrays = dict(npz)
-    return structures, arrays
-
-
-@pytest.fixture(params=[False, True], ids=["threefry0", "threefry1"])
-def partitionable(request):
-    """Run the test under one threefry setting, then restore the old one."""
-    old = jax.config.jax_threefry_partitionable
-    jax.config.update("jax_threefry_partitionable", request.param)
-    yield request.param
-    jax.config.update("jax_threefry_partitionable", old)
+    return load(GOLDEN, partitionable)
 
 
 def keys_outline(structure: dict) -> object:

@@ -7,7 +7,9 @@ check both the keys and their order; arrays live apart in an npz under
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,3 +52,12 @@ def rebuild(structure: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     if "none" in structure:
         return None
     return arrays[structure["leaf"]]
+
+
+def load(directory: Path, partitionable: bool) -> tuple[dict, dict]:
+    """(entries by case, arrays by path) that Flax recorded under one threefry setting."""
+    stem = directory / f"threefry_{int(partitionable)}"
+    with open(f"{stem}.json") as f:
+        structures = json.load(f)["cases"]
+    with np.load(f"{stem}.npz") as npz:
+        return structures, dict(npz)

@@ -263,3 +263,7 @@ AlreadyExistsError = InvalidCheckpointError
 
 class LayerNotSupportedError(MinilinenError, NotImplementedError):
     """A layer option that the operation underneath cannot do (Flax has none either)."""
+
+
+class Fp8DtypeError(LayerConfigError, AssertionError):
+    """An fp8 op given a type that is none of the four fp8 formats (Flax asserts there)."""

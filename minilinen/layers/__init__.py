@@ -1,13 +1,14 @@
 """The layer library, one file per kind; every public name is listed in ``__all__``."""
 
 from minilinen.initializers import ones, ones_init, zeros, zeros_init
-from minilinen.layers import activation, attention, normalization
+from minilinen.layers import activation, attention, fp8_ops, normalization
 from minilinen.layers.activation import *  # noqa: F403  (its __all__: jax.nn's functions, PReLU)
 from minilinen.layers.attention import *  # noqa: F403  (its __all__: the attention API)
 from minilinen.layers.batch_apply import BatchApply
 from minilinen.layers.combinators import Sequential
 from minilinen.layers.common import merge_param
 from minilinen.layers.conv import Conv, ConvLocal, ConvTranspose
+from minilinen.layers.fp8_ops import *  # noqa: F403  (its __all__: the fp8 dot modules)
 from minilinen.layers.linear import Dense, DenseGeneral, Einsum, Embed
 from minilinen.layers.normalization import *  # noqa: F403  (its __all__: the norm layers)
 from minilinen.layers.pooling import avg_pool, max_pool, min_pool, pool
@@ -66,4 +67,6 @@ __all__ = [
     "ones_init",
     # activations
     *activation.__all__,
+    # fp8
+    *fp8_ops.__all__,
 ]

@@ -1,0 +1,378 @@
+"""FP8 matrix products with delayed scaling, as ``flax.linen.fp8_ops``.
+
+A dot in fp8 keeps, per operand, a scale and a history of recent absolute maxima.
+Each step quantizes with a scale computed from the history, then records the
+operand's new maximum. The module classes keep these values in the
+``'_overwrite_with_gradient'`` collection, and the custom VJPs below hand back the
+*updated* scale and history as those variables' "gradients", so a training step
+(``TrainState.apply_gradients``) overwrites them with their new values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax._src import core, dtypes, earray  # extended dtypes have no public API yet
+from jax._src.interpreters import pxla
+
+from minilinen import initializers
+from minilinen.errors import Fp8DtypeError
+from minilinen.module import Module
+
+# What flax.linen exports; the functions are reached as fp8_ops.<name>, as in Flax.
+__all__ = ["Fp8DotGeneral", "Fp8DotGeneralOp", "Fp8DirectDotGeneralOp", "Fp8Einsum"]
+__all__ += ["NANOOFp8DotGeneralOp"]
+
+OVERWRITE_WITH_GRADIENT = "_overwrite_with_gradient"  # the name TrainState also knows
+CAN_USE_EARRAY = True  # the earray import above succeeded
+_cast = lax.convert_element_type
+_FP8_TYPES = (jnp.float8_e4m3fn, jnp.float8_e5m2, jnp.float8_e4m3fnuz, jnp.float8_e5m2fnuz)
+
+
+class Fp8MetaTyRules:
+    """JAX's rules for :data:`fm32`: a float32 whose cotangents accumulate by max.
+
+    A scale or history reused several times (e.g. in a scan) then gets the newest
+    value back as its gradient, not the sum of the updates.
+    """
+
+    allow_conversion = True  # JAX itself allows it to and from float_dtype only
+
+    @staticmethod
+    def physical_element_aval(dtype: Any) -> core.ShapedArray:
+        return core.ShapedArray((), dtype.float_dtype)
+
+    @staticmethod
+    def add(dtype: Any, x: Any, y: Any) -> Any:
+        f = dtype.float_dtype
+        return _cast(lax.max(_cast(x, f), _cast(y, f)), dtype)
+
+    @staticmethod
+    def zero(dtype: Any) -> Any:
+        f = dtype.float_dtype
+        lowest = -np.inf if dtypes.supports_inf(f) else jnp.finfo(f).min  # max's identity
+        return _cast(np.array(lowest, f), dtype)
+
+    @staticmethod
+    def tangent_dtype(dtype: Any) -> Any:
+        return dtype
+
+    @staticmethod
+    def full(shape: Any, fill_value: Any, dtype: Any) -> Any:
+        f = dtype.float_dtype
+        return _cast(lax.full(shape, _cast(fill_value, f), f), dtype)
+
+    @staticmethod
+    def global_sharded_result_handler(aval: Any, out_sharding: Any, committed: bool) -> Any:
+        physical = pxla.global_result_handlers[core.ShapedArray]
+        handler = physical(core.physical_aval(aval), out_sharding, committed)
+        return lambda bufs: earray.EArray(aval, handler(bufs))
+
+
+class fp8_meta_dtype(dtypes.extended):  # noqa: N801  (Flax's name; for jnp.issubdtype)
+    """The scalar type of :data:`fm32` values."""
+
+
+@dataclasses.dataclass(frozen=True)
+class fp8_meta_dtype_wrapper(dtypes.ExtendedDType):  # noqa: N801  (Flax's name)
+    """An fp8 meta dtype stored as ``float_dtype``."""
+
+    float_dtype: Any
+    _rules: type = Fp8MetaTyRules
+    type: type = fp8_meta_dtype
+
+    def __repr__(self) -> str:
+        return f"fp8_meta{jnp.finfo(self.float_dtype).bits}"
+
+    name = property(__repr__)
+
+
+fm32 = fp32_max_grad = fp8_meta_dtype_wrapper(jnp.float32)
+
+
+def _as_float(x: Any) -> Any:
+    return _cast(x, jnp.float32) if x.dtype == fm32 else x
+
+
+def get_fp8_max(fp8_dtype: Any, out_dtype: Any) -> Any:
+    """The largest finite value of ``fp8_dtype``, as ``out_dtype``."""
+    if fp8_dtype not in _FP8_TYPES:
+        names = ", ".join(jnp.dtype(t).name for t in _FP8_TYPES)
+        raise Fp8DtypeError(f"fp8 quantization needs one of {names}; got {fp8_dtype}.")
+    return jnp.finfo(fp8_dtype).max.astype(out_dtype)
+
+
+def quantize(x: Any, q_dtype: Any, scale: Any, compute_dtype: Any) -> Any:
+    """``x / scale`` clipped to ``q_dtype``'s range and cast to it."""
+    dtype_max = get_fp8_max(q_dtype, compute_dtype)  # in compute_dtype: no float32 detour
+    scaled = x / jnp.broadcast_to(scale.astype(compute_dtype), x.shape)
+    return jnp.clip(scaled, -dtype_max, dtype_max).astype(q_dtype)
+
+
+def dequantize(x: Any, dq_dtype: Any, scale: Any) -> Any:
+    """``x * scale`` in ``dq_dtype``."""
+    return x.astype(dq_dtype) * jnp.broadcast_to(scale.astype(dq_dtype), x.shape)
+
+
+def qdq(x: Any, q_dtype: Any, scale: Any, compute_dtype: Any) -> Any:
+    """``x`` rounded through ``q_dtype`` and back to its own dtype."""
+    return dequantize(quantize(x, q_dtype, scale, compute_dtype), x.dtype, scale)
+
+
+def compute_scale(amax: Any, scale: Any, fp8_max: Any, margin: int = 0) -> Any:
+    """The scale mapping ``amax`` onto ``fp8_max`` (the old one while amax is 0 or inf)."""
+    # Written on reciprocals as NVIDIA's Transformer Engine does, so the rounding matches.
+    new = (fp8_max / amax) / (2**margin)
+    return 1.0 / jnp.where((amax > 0.0) & jnp.isfinite(amax), new, 1.0 / scale)
+
+
+def compute_amax_history(x: Any, amax_history: Any) -> Any:
+    """The history rolled by one, with ``max(|x|)`` at its front."""
+    amax = jnp.max(jnp.abs(x)).astype(amax_history.dtype)
+    return jnp.roll(amax_history, shift=-1, axis=0).at[0].set(amax)
+
+
+def update_fp8_meta(x: Any, q_dtype: Any, scale: Any, amax_history: Any) -> tuple[Any, Any]:
+    """(the scale for this step, the history with ``x``'s maximum recorded)."""
+    meta = scale.dtype == fm32 and amax_history.dtype == fm32
+    history = _as_float(amax_history) if meta else amax_history
+    scale = _as_float(scale) if meta else scale
+    new_scale = compute_scale(jnp.max(history, axis=0), scale, get_fp8_max(q_dtype, jnp.float32))
+    new_history = compute_amax_history(x, history)
+    return (_cast(new_scale, fm32), _cast(new_history, fm32)) if meta else (new_scale, new_history)
+
+
+def quantize_dequantize_update(
+    x: Any, q_dtype: Any, scale: Any, amax_history: Any, compute_dtype: Any
+) -> tuple[Any, Any, Any]:
+    """(``qdq`` of ``x`` with the updated scale, that scale, the updated history)."""
+    new_scale, new_history = update_fp8_meta(x, q_dtype, scale, amax_history)
+    return qdq(x, q_dtype, _as_float(new_scale), compute_dtype), new_scale, new_history
+
+
+def _in_qdq_fwd(compute_dtype, q_dtype, inp, scale, amax_history):
+    qin, *new_meta = quantize_dequantize_update(inp, q_dtype, scale, amax_history, compute_dtype)
+    return qin, new_meta
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def in_qdq(compute_dtype: Any, q_dtype: Any, inp: Any, scale: Any, amax_history: Any) -> Any:
+    """``inp`` through fp8; its gradient passes straight, the meta's are their updates."""
+    return _in_qdq_fwd(compute_dtype, q_dtype, inp, scale, amax_history)[0]
+
+
+in_qdq.defvjp(_in_qdq_fwd, lambda compute_dtype, q_dtype, new_meta, g: (g, *new_meta))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def out_qdq(compute_dtype: Any, q_dtype: Any, out: Any, scale: Any, amax_history: Any) -> Any:
+    """The identity forward; backward, the cotangent goes through fp8 (see ``in_qdq``)."""
+    return out
+
+
+def _out_qdq_bwd(compute_dtype, q_dtype, meta, g):
+    return quantize_dequantize_update(g, q_dtype, *meta, compute_dtype)
+
+
+out_qdq.defvjp(lambda c, q, out, *meta: (out, meta), _out_qdq_bwd)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def dot_general_with_precision(
+    lhs: Any, rhs: Any, dimension_numbers: Any, precision: Any = None, preferred: Any = None
+) -> Any:
+    """``lax.dot_general`` at DEFAULT precision, its derivatives at HIGHEST."""
+    if precision is not None or preferred is not None:
+        warnings.warn("dot_general_with_precision ignores precision/preferred.", stacklevel=2)
+    return lax.dot_general(lhs, rhs, dimension_numbers, precision=lax.Precision.DEFAULT)
+
+
+@dot_general_with_precision.defjvp
+def _dot_general_with_precision_jvp(dimension_numbers, precision, preferred, primals, tangents):
+    (lhs, rhs), (lhs_dot, rhs_dot) = primals, tangents
+    dot = partial(lax.dot_general, dimension_numbers=dimension_numbers)
+    out = dot(lhs, rhs, precision=lax.Precision.DEFAULT)
+    highest = lax.Precision.HIGHEST
+    return out, dot(lhs_dot, rhs, precision=highest) + dot(lhs, rhs_dot, precision=highest)
+
+
+def _dot_transpose(g, y, x_ndim, dimension_numbers, preferred, swap_ans=False):
+    """The cotangent of ``dot_general(x, y)``'s ``x``, in fp8 (``g`` and ``y`` already are)."""
+    (x_contract, y_contract), (x_batch, y_batch) = dimension_numbers
+    x_kept = [i for i in range(x_ndim) if i not in (*x_contract, *x_batch)]
+    y_kept = [i for i in range(y.ndim) if i not in (*y_contract, *y_batch)]
+    y_start = len(x_batch) + (0 if swap_ans else len(x_kept))  # where y's kept axes sit in g
+    dims = ((range(y_start, y_start + len(y_kept)), y_kept), (range(len(x_batch)), y_batch))
+    x_contract_by_y = list(np.take(x_contract, np.argsort(y_contract)))
+    out = lax.dot_general(
+        g, y, dims, precision=lax.Precision.HIGHEST, preferred_element_type=preferred
+    )
+    return lax.transpose(out, tuple(np.argsort([*x_batch, *x_kept, *x_contract_by_y])))
+
+
+# The fp8 meta of a dot, in the order Flax creates the variables: the histories,
+# then the scales, each for the input (lhs), the kernel (rhs) and the output's gradient.
+_META_NAMES = tuple(
+    f"{operand}_{kind}"
+    for kind in ("amax_history", "scale")
+    for operand in ("input", "kernel", "output_grad")
+)
+_META_KEYWORDS = tuple(
+    f"{operand}_{kind}" for kind in ("amax_history", "scale") for operand in ("lhs", "rhs", "grad")
+)
+
+
+def _scaled_dot_fwd(dimension_numbers, preferred, compute_dtype, lhs, rhs, meta):
+    lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale = meta
+    lhs_scale, lhs_history = update_fp8_meta(lhs, jnp.float8_e4m3fn, lhs_scale, lhs_history)
+    rhs_scale, rhs_history = update_fp8_meta(rhs, jnp.float8_e4m3fn, rhs_scale, rhs_history)
+    q_lhs = quantize(lhs, jnp.float8_e4m3fn, _as_float(lhs_scale), compute_dtype)
+    q_rhs = quantize(rhs, jnp.float8_e4m3fn, _as_float(rhs_scale), compute_dtype)
+    out = lax.dot_general(
+        q_lhs, q_rhs, dimension_numbers, lax.Precision.DEFAULT, preferred_element_type=preferred
+    )
+    out = dequantize(out, preferred, _as_float(lhs_scale) * _as_float(rhs_scale))
+    new_meta = (lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale)
+    return out, (q_lhs, q_rhs, new_meta)
+
+
+def _scaled_dot_bwd(dimension_numbers, preferred, compute_dtype, residuals, g):
+    q_lhs, q_rhs, (lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale) = (
+        residuals
+    )
+    grad_scale, grad_history = update_fp8_meta(g, jnp.float8_e5m2, grad_scale, grad_history)
+    q_g = quantize(g, jnp.float8_e5m2, _as_float(grad_scale), preferred)
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    swapped = ((rhs_contract, lhs_contract), (rhs_batch, lhs_batch))
+    grad_lhs = _dot_transpose(q_g, q_rhs, q_lhs.ndim, dimension_numbers, preferred)
+    grad_rhs = _dot_transpose(q_g, q_lhs, q_rhs.ndim, swapped, preferred, swap_ans=True)
+    grad_lhs = dequantize(grad_lhs, preferred, _as_float(rhs_scale) * _as_float(grad_scale))
+    grad_rhs = dequantize(grad_rhs, preferred, _as_float(lhs_scale) * _as_float(grad_scale))
+    new_meta = (lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale)
+    return grad_lhs, grad_rhs, new_meta
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _scaled_dot(dimension_numbers, preferred, compute_dtype, lhs, rhs, meta):
+    """Flax's chain in_q, quantized_dot, out_dq as one rule: the operands' cotangents come
+    from the fp8 product, each scale's and history's is its updated value."""
+    return _scaled_dot_fwd(dimension_numbers, preferred, compute_dtype, lhs, rhs, meta)[0]
+
+
+_scaled_dot.defvjp(_scaled_dot_fwd, _scaled_dot_bwd)
+
+
+def fp8_scaled_dot_general(
+    lhs: Any,
+    rhs: Any,
+    dimension_numbers: Any,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    *,
+    lhs_scale: Any = None,
+    rhs_scale: Any = None,
+    grad_scale: Any = None,
+    lhs_amax_history: Any = None,
+    rhs_amax_history: Any = None,
+    grad_amax_history: Any = None,
+    quantize_compute_type: Any = jnp.float32,
+) -> Any:
+    """``lax.dot_general`` on e4m3 operands, the output's cotangent in e5m2 (see _scaled_dot)."""
+    if precision is not None:
+        warnings.warn("fp8_scaled_dot_general ignores `precision`.", stacklevel=2)
+    histories = (lhs_amax_history, rhs_amax_history, grad_amax_history)
+    meta = (*histories, lhs_scale, rhs_scale, grad_scale)
+    args = (dimension_numbers, preferred_element_type, quantize_compute_type)
+    return _scaled_dot(*args, lhs, rhs, meta)
+
+
+class Fp8DotGeneralBase(Module):
+    """Holds the fp8 meta (scales and amax histories) of a dot's input, kernel and
+    output gradient in the ``'_overwrite_with_gradient'`` collection."""
+
+    amax_history_length: int = 1024
+    e4m3_dtype: Any = jnp.float8_e4m3fn
+    e5m2_dtype: Any = jnp.float8_e5m2
+
+    def setup(self) -> None:
+        for name in _META_NAMES:
+            init, shape = initializers.ones_init(), (1,)
+            if name.endswith("history"):
+                init, shape = initializers.zeros_init(), (self.amax_history_length,)
+            # Flax gives the initializer a fixed key: the meta takes nothing from 'params'.
+            meta = self.variable(
+                OVERWRITE_WITH_GRADIENT, name, init, jax.random.PRNGKey(0), shape, jnp.float32
+            )
+            setattr(self, name, meta)
+
+    def _meta(self) -> tuple:
+        return tuple(getattr(self, name).value for name in _META_NAMES)
+
+
+class Fp8DotGeneralOp(Fp8DotGeneralBase):
+    """A ``dot_general`` for ``dot_general_cls=``: operands (and, backward, the output's
+    cotangent) rounded through fp8 around a dot in the kernel's dtype. Deprecated in Flax."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if type(self) is Fp8DotGeneralOp:
+            warnings.warn(
+                "Fp8DotGeneralOp is deprecated: use Fp8DirectDotGeneralOp or Fp8Einsum.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+
+    def __call__(self, x: Any, k: Any, dimension_numbers: Any, **_: Any) -> Any:
+        # Like Flax, `precision` and the like are ignored; the kernel's dtype computes.
+        x = jnp.asarray(x, k.dtype)
+        x_history, k_history, g_history, x_scale, k_scale, g_scale = self._meta()
+        x = in_qdq(k.dtype, self.e4m3_dtype, x, x_scale, x_history)
+        k = in_qdq(k.dtype, self.e4m3_dtype, k, k_scale, k_history)
+        y = dot_general_with_precision(x, k, dimension_numbers)
+        return out_qdq(k.dtype, self.e5m2_dtype, y, g_scale, g_history)
+
+
+class NANOOFp8DotGeneralOp(Fp8DotGeneralOp):
+    """:class:`Fp8DotGeneralOp` with the fnuz fp8 types of AMD's NANOO format."""
+
+    e4m3_dtype: Any = jnp.float8_e4m3fnuz
+    e5m2_dtype: Any = jnp.float8_e5m2fnuz
+
+
+class Fp8DirectDotGeneralOp(Fp8DotGeneralBase):
+    """A ``dot_general`` for ``dot_general_cls=`` that multiplies in fp8
+    (:func:`fp8_scaled_dot_general`) in the kernel's dtype."""
+
+    def __call__(self, x: Any, k: Any, dimension_numbers: Any, **_: Any) -> Any:
+        x = jnp.asarray(x, k.dtype)  # like Flax, `precision` and the like are ignored
+        return _scaled_dot(dimension_numbers, x.dtype, k.dtype, x, k, self._meta())
+
+
+class Fp8Einsum(Fp8DotGeneralBase):
+    """``jnp.einsum(eqn, lhs, rhs)`` with its product in fp8; ``rhs`` is the weight,
+    whose dtype is the compute dtype."""
+
+    def __call__(
+        self, eqn: str, lhs: Any, rhs: Any, precision: Any = None, preferred_element_type=None
+    ) -> Any:
+        meta = dict(zip(_META_KEYWORDS, self._meta(), strict=True))
+        dot = partial(fp8_scaled_dot_general, quantize_compute_type=rhs.dtype, **meta)
+        lhs = lhs.astype(rhs.dtype)
+        return jnp.einsum(
+            eqn,
+            lhs,
+            rhs,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+            _dot_general=dot,
+        )
+
+
+Fp8DotGeneral = Fp8DirectDotGeneralOp  # Flax's older name

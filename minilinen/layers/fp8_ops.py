@@ -22,7 +22,6 @@ from jax import lax
 from jax._src import core, dtypes, earray  # extended dtypes have no public API yet
 from jax._src.interpreters import pxla
 
-from minilinen import initializers
 from minilinen.errors import Fp8DtypeError
 from minilinen.module import Module
 
@@ -203,94 +202,89 @@ def _dot_general_with_precision_jvp(dimension_numbers, precision, preferred, pri
     return out, dot(lhs_dot, rhs, precision=highest) + dot(lhs, rhs_dot, precision=highest)
 
 
-def _dot_transpose(g, y, x_ndim, dimension_numbers, preferred, swap_ans=False):
-    """The cotangent of ``dot_general(x, y)``'s ``x``, in fp8 (``g`` and ``y`` already are)."""
-    (x_contract, y_contract), (x_batch, y_batch) = dimension_numbers
+def _dot_transpose(g, y, x_ndim, dims, preferred, swap_ans=False):
+    """The cotangent of ``dot_general(x, y, dims)``'s ``x``, from fp8 ``g`` and ``y``."""
+    (x_contract, y_contract), (x_batch, y_batch) = dims
     x_kept = [i for i in range(x_ndim) if i not in (*x_contract, *x_batch)]
     y_kept = [i for i in range(y.ndim) if i not in (*y_contract, *y_batch)]
     y_start = len(x_batch) + (0 if swap_ans else len(x_kept))  # where y's kept axes sit in g
-    dims = ((range(y_start, y_start + len(y_kept)), y_kept), (range(len(x_batch)), y_batch))
-    x_contract_by_y = list(np.take(x_contract, np.argsort(y_contract)))
-    out = lax.dot_general(
-        g, y, dims, precision=lax.Precision.HIGHEST, preferred_element_type=preferred
-    )
+    g_dims = ((range(y_start, y_start + len(y_kept)), y_kept), (range(len(x_batch)), y_batch))
+    out = lax.dot_general(g, y, g_dims, lax.Precision.HIGHEST, preferred_element_type=preferred)
+    x_contract_by_y = np.take(x_contract, np.argsort(y_contract))
     return lax.transpose(out, tuple(np.argsort([*x_batch, *x_kept, *x_contract_by_y])))
 
 
-# The fp8 meta of a dot, in the order Flax creates the variables: the histories,
-# then the scales, each for the input (lhs), the kernel (rhs) and the output's gradient.
+# A dot's fp8 meta, in the order Flax creates the variables: the histories, then the
+# scales, each for the input (lhs), the kernel (rhs) and the output's gradient.
 _META_NAMES = tuple(
     f"{operand}_{kind}"
     for kind in ("amax_history", "scale")
     for operand in ("input", "kernel", "output_grad")
 )
-_META_KEYWORDS = tuple(
-    f"{operand}_{kind}" for kind in ("amax_history", "scale") for operand in ("lhs", "rhs", "grad")
-)
 
 
-def _scaled_dot_fwd(dimension_numbers, preferred, compute_dtype, lhs, rhs, meta):
-    lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale = meta
-    lhs_scale, lhs_history = update_fp8_meta(lhs, jnp.float8_e4m3fn, lhs_scale, lhs_history)
-    rhs_scale, rhs_history = update_fp8_meta(rhs, jnp.float8_e4m3fn, rhs_scale, rhs_history)
+def _scaled_dot_fwd(lhs, rhs, dims, precision, preferred_element_type, compute_dtype, meta):
+    if precision is not None:
+        warnings.warn("fp8_scaled_dot_general ignores `precision`.", stacklevel=2)
+    lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale = meta
+    lhs_scale, lhs_hist = update_fp8_meta(lhs, jnp.float8_e4m3fn, lhs_scale, lhs_hist)
+    rhs_scale, rhs_hist = update_fp8_meta(rhs, jnp.float8_e4m3fn, rhs_scale, rhs_hist)
     q_lhs = quantize(lhs, jnp.float8_e4m3fn, _as_float(lhs_scale), compute_dtype)
     q_rhs = quantize(rhs, jnp.float8_e4m3fn, _as_float(rhs_scale), compute_dtype)
-    out = lax.dot_general(
-        q_lhs, q_rhs, dimension_numbers, lax.Precision.DEFAULT, preferred_element_type=preferred
-    )
+    default, preferred = lax.Precision.DEFAULT, preferred_element_type
+    out = lax.dot_general(q_lhs, q_rhs, dims, default, preferred_element_type=preferred)
     out = dequantize(out, preferred, _as_float(lhs_scale) * _as_float(rhs_scale))
-    new_meta = (lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale)
+    new_meta = (lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale)
     return out, (q_lhs, q_rhs, new_meta)
 
 
-def _scaled_dot_bwd(dimension_numbers, preferred, compute_dtype, residuals, g):
-    q_lhs, q_rhs, (lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale) = (
-        residuals
-    )
-    grad_scale, grad_history = update_fp8_meta(g, jnp.float8_e5m2, grad_scale, grad_history)
+def _scaled_dot_bwd(dims, precision, preferred, compute_dtype, residuals, g):
+    q_lhs, q_rhs, (lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale) = residuals
+    grad_scale, grad_hist = update_fp8_meta(g, jnp.float8_e5m2, grad_scale, grad_hist)
     q_g = quantize(g, jnp.float8_e5m2, _as_float(grad_scale), preferred)
-    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dims
     swapped = ((rhs_contract, lhs_contract), (rhs_batch, lhs_batch))
-    grad_lhs = _dot_transpose(q_g, q_rhs, q_lhs.ndim, dimension_numbers, preferred)
+    grad_lhs = _dot_transpose(q_g, q_rhs, q_lhs.ndim, dims, preferred)
     grad_rhs = _dot_transpose(q_g, q_lhs, q_rhs.ndim, swapped, preferred, swap_ans=True)
     grad_lhs = dequantize(grad_lhs, preferred, _as_float(rhs_scale) * _as_float(grad_scale))
     grad_rhs = dequantize(grad_rhs, preferred, _as_float(lhs_scale) * _as_float(grad_scale))
-    new_meta = (lhs_history, rhs_history, grad_history, lhs_scale, rhs_scale, grad_scale)
-    return grad_lhs, grad_rhs, new_meta
+    return grad_lhs, grad_rhs, (lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _scaled_dot(dimension_numbers, preferred, compute_dtype, lhs, rhs, meta):
-    """Flax's chain in_q, quantized_dot, out_dq as one rule: the operands' cotangents come
-    from the fp8 product, each scale's and history's is its updated value."""
-    return _scaled_dot_fwd(dimension_numbers, preferred, compute_dtype, lhs, rhs, meta)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _scaled_dot(
+    lhs, rhs, dimension_numbers, precision, preferred_element_type, compute_dtype, meta
+):
+    """A ``dot_general`` (einsum's ``_dot_general``) on e4m3 operands, its output's cotangent
+    in e5m2. Flax chains three custom VJPs (in_q, quantized_dot, out_dq) for what this one
+    rule does: the operands' cotangents come from the fp8 products, and each scale's and
+    history's cotangent is its updated value."""
+    args = (dimension_numbers, precision, preferred_element_type, compute_dtype)
+    return _scaled_dot_fwd(lhs, rhs, *args, meta)[0]
 
 
 _scaled_dot.defvjp(_scaled_dot_fwd, _scaled_dot_bwd)
 
 
 def fp8_scaled_dot_general(
-    lhs: Any,
-    rhs: Any,
-    dimension_numbers: Any,
-    precision: Any = None,
-    preferred_element_type: Any = None,
+    lhs,
+    rhs,
+    dimension_numbers,
+    precision=None,
+    preferred_element_type=None,
     *,
-    lhs_scale: Any = None,
-    rhs_scale: Any = None,
-    grad_scale: Any = None,
-    lhs_amax_history: Any = None,
-    rhs_amax_history: Any = None,
-    grad_amax_history: Any = None,
-    quantize_compute_type: Any = jnp.float32,
-) -> Any:
+    lhs_scale=None,
+    rhs_scale=None,
+    grad_scale=None,
+    lhs_amax_history=None,
+    rhs_amax_history=None,
+    grad_amax_history=None,
+    quantize_compute_type=jnp.float32,
+):
     """``lax.dot_general`` on e4m3 operands, the output's cotangent in e5m2 (see _scaled_dot)."""
-    if precision is not None:
-        warnings.warn("fp8_scaled_dot_general ignores `precision`.", stacklevel=2)
-    histories = (lhs_amax_history, rhs_amax_history, grad_amax_history)
-    meta = (*histories, lhs_scale, rhs_scale, grad_scale)
-    args = (dimension_numbers, preferred_element_type, quantize_compute_type)
-    return _scaled_dot(*args, lhs, rhs, meta)
+    meta = (lhs_amax_history, rhs_amax_history, grad_amax_history, lhs_scale, rhs_scale)
+    args = (dimension_numbers, precision, preferred_element_type, quantize_compute_type)
+    return _scaled_dot(lhs, rhs, *args, (*meta, grad_scale))
 
 
 class Fp8DotGeneralBase(Module):
@@ -302,14 +296,10 @@ class Fp8DotGeneralBase(Module):
     e5m2_dtype: Any = jnp.float8_e5m2
 
     def setup(self) -> None:
-        for name in _META_NAMES:
-            init, shape = initializers.ones_init(), (1,)
-            if name.endswith("history"):
-                init, shape = initializers.zeros_init(), (self.amax_history_length,)
-            # Flax gives the initializer a fixed key: the meta takes nothing from 'params'.
-            meta = self.variable(
-                OVERWRITE_WITH_GRADIENT, name, init, jax.random.PRNGKey(0), shape, jnp.float32
-            )
+        for name in _META_NAMES:  # not from the 'params' stream: Flax uses a fixed key
+            history = name.endswith("history")
+            init, shape = (jnp.zeros, (self.amax_history_length,)) if history else (jnp.ones, (1,))
+            meta = self.variable(OVERWRITE_WITH_GRADIENT, name, init, shape, jnp.float32)
             setattr(self, name, meta)
 
     def _meta(self) -> tuple:
@@ -323,20 +313,17 @@ class Fp8DotGeneralOp(Fp8DotGeneralBase):
     def __post_init__(self) -> None:
         super().__post_init__()
         if type(self) is Fp8DotGeneralOp:
-            warnings.warn(
-                "Fp8DotGeneralOp is deprecated: use Fp8DirectDotGeneralOp or Fp8Einsum.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+            why = "Fp8DotGeneralOp is deprecated: use Fp8DirectDotGeneralOp or Fp8Einsum."
+            warnings.warn(why, DeprecationWarning, stacklevel=2)
 
     def __call__(self, x: Any, k: Any, dimension_numbers: Any, **_: Any) -> Any:
         # Like Flax, `precision` and the like are ignored; the kernel's dtype computes.
         x = jnp.asarray(x, k.dtype)
-        x_history, k_history, g_history, x_scale, k_scale, g_scale = self._meta()
-        x = in_qdq(k.dtype, self.e4m3_dtype, x, x_scale, x_history)
-        k = in_qdq(k.dtype, self.e4m3_dtype, k, k_scale, k_history)
+        x_hist, k_hist, g_hist, x_scale, k_scale, g_scale = self._meta()
+        x = in_qdq(k.dtype, self.e4m3_dtype, x, x_scale, x_hist)
+        k = in_qdq(k.dtype, self.e4m3_dtype, k, k_scale, k_hist)
         y = dot_general_with_precision(x, k, dimension_numbers)
-        return out_qdq(k.dtype, self.e5m2_dtype, y, g_scale, g_history)
+        return out_qdq(k.dtype, self.e5m2_dtype, y, g_scale, g_hist)
 
 
 class NANOOFp8DotGeneralOp(Fp8DotGeneralOp):
@@ -352,27 +339,16 @@ class Fp8DirectDotGeneralOp(Fp8DotGeneralBase):
 
     def __call__(self, x: Any, k: Any, dimension_numbers: Any, **_: Any) -> Any:
         x = jnp.asarray(x, k.dtype)  # like Flax, `precision` and the like are ignored
-        return _scaled_dot(dimension_numbers, x.dtype, k.dtype, x, k, self._meta())
+        return _scaled_dot(x, k, dimension_numbers, None, k.dtype, k.dtype, self._meta())
 
 
 class Fp8Einsum(Fp8DotGeneralBase):
-    """``jnp.einsum(eqn, lhs, rhs)`` with its product in fp8; ``rhs`` is the weight,
-    whose dtype is the compute dtype."""
+    """``jnp.einsum(eqn, lhs, rhs, **einsum_kwargs)`` with its product in fp8; ``rhs`` is
+    the weight, whose dtype is the compute dtype."""
 
-    def __call__(
-        self, eqn: str, lhs: Any, rhs: Any, precision: Any = None, preferred_element_type=None
-    ) -> Any:
-        meta = dict(zip(_META_KEYWORDS, self._meta(), strict=True))
-        dot = partial(fp8_scaled_dot_general, quantize_compute_type=rhs.dtype, **meta)
-        lhs = lhs.astype(rhs.dtype)
-        return jnp.einsum(
-            eqn,
-            lhs,
-            rhs,
-            precision=precision,
-            preferred_element_type=preferred_element_type,
-            _dot_general=dot,
-        )
+    def __call__(self, eqn: str, lhs: Any, rhs: Any, **einsum_kwargs: Any) -> Any:
+        dot = partial(_scaled_dot, compute_dtype=rhs.dtype, meta=self._meta())
+        return jnp.einsum(eqn, lhs.astype(rhs.dtype), rhs, _dot_general=dot, **einsum_kwargs)
 
 
 Fp8DotGeneral = Fp8DirectDotGeneralOp  # Flax's older name

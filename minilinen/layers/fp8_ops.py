@@ -35,38 +35,44 @@ _cast = lax.convert_element_type
 _FP8_TYPES = (jnp.float8_e4m3fn, jnp.float8_e5m2, jnp.float8_e4m3fnuz, jnp.float8_e5m2fnuz)
 
 
-class Fp8MetaTyRules:
-    """JAX's rules for :data:`fm32`: a float32 whose cotangents accumulate by max.
+class fp8_meta_dtype(dtypes.extended):  # noqa: N801  (Flax's name; for jnp.issubdtype)
+    """The scalar type of :data:`fm32` values."""
 
-    A scale or history reused several times (e.g. in a scan) then gets the newest
-    value back as its gradient, not the sum of the updates.
+
+@dataclasses.dataclass(frozen=True)
+class fp8_meta_dtype_wrapper(dtypes.ExtendedDType):  # noqa: N801  (Flax's name)
+    """A ``float_dtype`` whose cotangents accumulate by max, not sum (JAX's extended dtype).
+
+    A scale or history used several times (e.g. in a scan) then gets its newest value
+    back as its gradient. The class is its own rule set: JAX calls
+    ``dtype._rules.<rule>(dtype, ...)``, so most rules are plain methods.
     """
 
-    allow_conversion = True  # JAX itself allows it to and from float_dtype only
+    float_dtype: Any
+    type: type = fp8_meta_dtype
+    allow_conversion = True  # to and from float_dtype; JAX refuses other types itself
 
-    @staticmethod
-    def physical_element_aval(dtype: Any) -> core.ShapedArray:
-        return core.ShapedArray((), dtype.float_dtype)
+    def __repr__(self) -> str:
+        return f"fp8_meta{jnp.finfo(self.float_dtype).bits}"
 
-    @staticmethod
-    def add(dtype: Any, x: Any, y: Any) -> Any:
-        f = dtype.float_dtype
-        return _cast(lax.max(_cast(x, f), _cast(y, f)), dtype)
+    name = property(__repr__)
 
-    @staticmethod
-    def zero(dtype: Any) -> Any:
-        f = dtype.float_dtype
-        lowest = -np.inf if dtypes.supports_inf(f) else jnp.finfo(f).min  # max's identity
-        return _cast(np.array(lowest, f), dtype)
+    def physical_element_aval(self) -> core.ShapedArray:
+        return core.ShapedArray((), self.float_dtype)
 
-    @staticmethod
-    def tangent_dtype(dtype: Any) -> Any:
-        return dtype
+    def tangent_dtype(self) -> Any:
+        return self
+
+    def add(self, x: Any, y: Any) -> Any:
+        return _cast(lax.max(_cast(x, self.float_dtype), _cast(y, self.float_dtype)), self)
+
+    def zero(self) -> Any:  # max's identity
+        f = self.float_dtype
+        return _cast(np.array(-np.inf if dtypes.supports_inf(f) else jnp.finfo(f).min, f), self)
 
     @staticmethod
     def full(shape: Any, fill_value: Any, dtype: Any) -> Any:
-        f = dtype.float_dtype
-        return _cast(lax.full(shape, _cast(fill_value, f), f), dtype)
+        return _cast(lax.full(shape, fill_value, dtype.float_dtype), dtype)
 
     @staticmethod
     def global_sharded_result_handler(aval: Any, out_sharding: Any, committed: bool) -> Any:
@@ -75,24 +81,7 @@ class Fp8MetaTyRules:
         return lambda bufs: earray.EArray(aval, handler(bufs))
 
 
-class fp8_meta_dtype(dtypes.extended):  # noqa: N801  (Flax's name; for jnp.issubdtype)
-    """The scalar type of :data:`fm32` values."""
-
-
-@dataclasses.dataclass(frozen=True)
-class fp8_meta_dtype_wrapper(dtypes.ExtendedDType):  # noqa: N801  (Flax's name)
-    """An fp8 meta dtype stored as ``float_dtype``."""
-
-    float_dtype: Any
-    _rules: type = Fp8MetaTyRules
-    type: type = fp8_meta_dtype
-
-    def __repr__(self) -> str:
-        return f"fp8_meta{jnp.finfo(self.float_dtype).bits}"
-
-    name = property(__repr__)
-
-
+fp8_meta_dtype_wrapper._rules = Fp8MetaTyRules = fp8_meta_dtype_wrapper
 fm32 = fp32_max_grad = fp8_meta_dtype_wrapper(jnp.float32)
 
 
@@ -140,17 +129,14 @@ def compute_amax_history(x: Any, amax_history: Any) -> Any:
 
 def update_fp8_meta(x: Any, q_dtype: Any, scale: Any, amax_history: Any) -> tuple[Any, Any]:
     """(the scale for this step, the history with ``x``'s maximum recorded)."""
-    meta = scale.dtype == fm32 and amax_history.dtype == fm32
-    history = _as_float(amax_history) if meta else amax_history
-    scale = _as_float(scale) if meta else scale
-    new_scale = compute_scale(jnp.max(history, axis=0), scale, get_fp8_max(q_dtype, jnp.float32))
-    new_history = compute_amax_history(x, history)
-    return (_cast(new_scale, fm32), _cast(new_history, fm32)) if meta else (new_scale, new_history)
+    meta = scale.dtype == fm32 and amax_history.dtype == fm32  # then so are the results
+    scale, history = (_cast(v, jnp.float32) if meta else v for v in (scale, amax_history))
+    fp8_max = get_fp8_max(q_dtype, jnp.float32)
+    new = compute_scale(jnp.max(history, axis=0), scale, fp8_max), compute_amax_history(x, history)
+    return tuple(_cast(v, fm32) for v in new) if meta else new
 
 
-def quantize_dequantize_update(
-    x: Any, q_dtype: Any, scale: Any, amax_history: Any, compute_dtype: Any
-) -> tuple[Any, Any, Any]:
+def quantize_dequantize_update(x, q_dtype, scale, amax_history, compute_dtype) -> tuple:
     """(``qdq`` of ``x`` with the updated scale, that scale, the updated history)."""
     new_scale, new_history = update_fp8_meta(x, q_dtype, scale, amax_history)
     return qdq(x, q_dtype, _as_float(new_scale), compute_dtype), new_scale, new_history
@@ -185,10 +171,10 @@ out_qdq.defvjp(lambda c, q, out, *meta: (out, meta), _out_qdq_bwd)
 
 @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def dot_general_with_precision(
-    lhs: Any, rhs: Any, dimension_numbers: Any, precision: Any = None, preferred: Any = None
-) -> Any:
+    lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None
+):
     """``lax.dot_general`` at DEFAULT precision, its derivatives at HIGHEST."""
-    if precision is not None or preferred is not None:
+    if precision is not None or preferred_element_type is not None:
         warnings.warn("dot_general_with_precision ignores precision/preferred.", stacklevel=2)
     return lax.dot_general(lhs, rhs, dimension_numbers, precision=lax.Precision.DEFAULT)
 
@@ -216,11 +202,8 @@ def _dot_transpose(g, y, x_ndim, dims, preferred, swap_ans=False):
 
 # A dot's fp8 meta, in the order Flax creates the variables: the histories, then the
 # scales, each for the input (lhs), the kernel (rhs) and the output's gradient.
-_META_NAMES = tuple(
-    f"{operand}_{kind}"
-    for kind in ("amax_history", "scale")
-    for operand in ("input", "kernel", "output_grad")
-)
+_KINDS, _OPERANDS = ("amax_history", "scale"), ("input", "kernel", "output_grad")
+_META_NAMES = tuple(f"{operand}_{kind}" for kind in _KINDS for operand in _OPERANDS)
 
 
 def _scaled_dot_fwd(lhs, rhs, dims, precision, preferred_element_type, compute_dtype, meta):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from functools import partial
+from functools import partial, wraps
 from typing import Any
 
 import jax
@@ -142,31 +142,31 @@ def quantize_dequantize_update(x, q_dtype, scale, amax_history, compute_dtype) -
     return qdq(x, q_dtype, _as_float(new_scale), compute_dtype), new_scale, new_history
 
 
+def _custom_vjp(fwd, bwd, nondiff_argnums: tuple[int, ...]):
+    """A ``jax.custom_vjp`` valued ``fwd(...)[0]``. It takes ``fwd``'s signature (and
+    docstring): custom_vjp reads the signature to place keyword arguments."""
+    rule = jax.custom_vjp(wraps(fwd)(lambda *args: fwd(*args)[0]), nondiff_argnums)
+    rule.defvjp(fwd, bwd)
+    return rule
+
+
 def _in_qdq_fwd(compute_dtype, q_dtype, inp, scale, amax_history):
+    """``inp`` through fp8; its cotangent passes straight, the meta's are their updates."""
     qin, *new_meta = quantize_dequantize_update(inp, q_dtype, scale, amax_history, compute_dtype)
     return qin, new_meta
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def in_qdq(compute_dtype: Any, q_dtype: Any, inp: Any, scale: Any, amax_history: Any) -> Any:
-    """``inp`` through fp8; its gradient passes straight, the meta's are their updates."""
-    return _in_qdq_fwd(compute_dtype, q_dtype, inp, scale, amax_history)[0]
-
-
-in_qdq.defvjp(_in_qdq_fwd, lambda compute_dtype, q_dtype, new_meta, g: (g, *new_meta))
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def out_qdq(compute_dtype: Any, q_dtype: Any, out: Any, scale: Any, amax_history: Any) -> Any:
-    """The identity forward; backward, the cotangent goes through fp8 (see ``in_qdq``)."""
-    return out
+def _out_qdq_fwd(compute_dtype, q_dtype, out, scale, amax_history):
+    """``out`` unchanged; its cotangent goes through fp8, the meta's are their updates."""
+    return out, (scale, amax_history)
 
 
 def _out_qdq_bwd(compute_dtype, q_dtype, meta, g):
     return quantize_dequantize_update(g, q_dtype, *meta, compute_dtype)
 
 
-out_qdq.defvjp(lambda c, q, out, *meta: (out, meta), _out_qdq_bwd)
+in_qdq = _custom_vjp(_in_qdq_fwd, lambda c, q, new_meta, g: (g, *new_meta), (0, 1))
+out_qdq = _custom_vjp(_out_qdq_fwd, _out_qdq_bwd, (0, 1))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
@@ -180,12 +180,11 @@ def dot_general_with_precision(
 
 
 @dot_general_with_precision.defjvp
-def _dot_general_with_precision_jvp(dimension_numbers, precision, preferred, primals, tangents):
+def _dot_general_with_precision_jvp(dims, precision, preferred, primals, tangents):
     (lhs, rhs), (lhs_dot, rhs_dot) = primals, tangents
-    dot = partial(lax.dot_general, dimension_numbers=dimension_numbers)
-    out = dot(lhs, rhs, precision=lax.Precision.DEFAULT)
-    highest = lax.Precision.HIGHEST
-    return out, dot(lhs_dot, rhs, precision=highest) + dot(lhs, rhs_dot, precision=highest)
+    dot = partial(lax.dot_general, dimension_numbers=dims, precision=lax.Precision.HIGHEST)
+    out = lax.dot_general(lhs, rhs, dims, precision=lax.Precision.DEFAULT)
+    return out, dot(lhs_dot, rhs) + dot(lhs, rhs_dot)
 
 
 def _dot_transpose(g, y, x_ndim, dims, preferred, swap_ans=False):
@@ -200,62 +199,19 @@ def _dot_transpose(g, y, x_ndim, dims, preferred, swap_ans=False):
     return lax.transpose(out, tuple(np.argsort([*x_batch, *x_kept, *x_contract_by_y])))
 
 
-# A dot's fp8 meta, in the order Flax creates the variables: the histories, then the
-# scales, each for the input (lhs), the kernel (rhs) and the output's gradient.
-_KINDS, _OPERANDS = ("amax_history", "scale"), ("input", "kernel", "output_grad")
-_META_NAMES = tuple(f"{operand}_{kind}" for kind in _KINDS for operand in _OPERANDS)
+# A dot's fp8 meta: scales, then histories (fp8_scaled_dot_general's order), for the
+# input or lhs, the kernel or rhs, and the output's gradient.
+_KINDS = ("scale", "amax_history")
+_META_NAMES = tuple(f"{op}_{kind}" for kind in _KINDS for op in ("input", "kernel", "output_grad"))
+_KEYWORDS = tuple(f"{op}_{kind}" for kind in _KINDS for op in ("lhs", "rhs", "grad"))
 
 
-def _scaled_dot_fwd(lhs, rhs, dims, precision, preferred_element_type, compute_dtype, meta):
-    if precision is not None:
-        warnings.warn("fp8_scaled_dot_general ignores `precision`.", stacklevel=2)
-    lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale = meta
-    lhs_scale, lhs_hist = update_fp8_meta(lhs, jnp.float8_e4m3fn, lhs_scale, lhs_hist)
-    rhs_scale, rhs_hist = update_fp8_meta(rhs, jnp.float8_e4m3fn, rhs_scale, rhs_hist)
-    q_lhs = quantize(lhs, jnp.float8_e4m3fn, _as_float(lhs_scale), compute_dtype)
-    q_rhs = quantize(rhs, jnp.float8_e4m3fn, _as_float(rhs_scale), compute_dtype)
-    default, preferred = lax.Precision.DEFAULT, preferred_element_type
-    out = lax.dot_general(q_lhs, q_rhs, dims, default, preferred_element_type=preferred)
-    out = dequantize(out, preferred, _as_float(lhs_scale) * _as_float(rhs_scale))
-    new_meta = (lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale)
-    return out, (q_lhs, q_rhs, new_meta)
-
-
-def _scaled_dot_bwd(dims, precision, preferred, compute_dtype, residuals, g):
-    q_lhs, q_rhs, (lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale) = residuals
-    grad_scale, grad_hist = update_fp8_meta(g, jnp.float8_e5m2, grad_scale, grad_hist)
-    q_g = quantize(g, jnp.float8_e5m2, _as_float(grad_scale), preferred)
-    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dims
-    swapped = ((rhs_contract, lhs_contract), (rhs_batch, lhs_batch))
-    grad_lhs = _dot_transpose(q_g, q_rhs, q_lhs.ndim, dims, preferred)
-    grad_rhs = _dot_transpose(q_g, q_lhs, q_rhs.ndim, swapped, preferred, swap_ans=True)
-    grad_lhs = dequantize(grad_lhs, preferred, _as_float(rhs_scale) * _as_float(grad_scale))
-    grad_rhs = dequantize(grad_rhs, preferred, _as_float(lhs_scale) * _as_float(grad_scale))
-    return grad_lhs, grad_rhs, (lhs_hist, rhs_hist, grad_hist, lhs_scale, rhs_scale, grad_scale)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _scaled_dot(
-    lhs, rhs, dimension_numbers, precision, preferred_element_type, compute_dtype, meta
-):
-    """A ``dot_general`` (einsum's ``_dot_general``) on e4m3 operands, its output's cotangent
-    in e5m2. Flax chains three custom VJPs (in_q, quantized_dot, out_dq) for what this one
-    rule does: the operands' cotangents come from the fp8 products, and each scale's and
-    history's cotangent is its updated value."""
-    args = (dimension_numbers, precision, preferred_element_type, compute_dtype)
-    return _scaled_dot_fwd(lhs, rhs, *args, meta)[0]
-
-
-_scaled_dot.defvjp(_scaled_dot_fwd, _scaled_dot_bwd)
-
-
-def fp8_scaled_dot_general(
+def _scaled_dot_fwd(
     lhs,
     rhs,
     dimension_numbers,
     precision=None,
     preferred_element_type=None,
-    *,
     lhs_scale=None,
     rhs_scale=None,
     grad_scale=None,
@@ -264,10 +220,39 @@ def fp8_scaled_dot_general(
     grad_amax_history=None,
     quantize_compute_type=jnp.float32,
 ):
-    """``lax.dot_general`` on e4m3 operands, the output's cotangent in e5m2 (see _scaled_dot)."""
-    meta = (lhs_amax_history, rhs_amax_history, grad_amax_history, lhs_scale, rhs_scale)
-    args = (dimension_numbers, precision, preferred_element_type, quantize_compute_type)
-    return _scaled_dot(lhs, rhs, *args, (*meta, grad_scale))
+    """``lax.dot_general`` on e4m3 operands, its output's cotangent in e5m2.
+
+    The operands' cotangents come from the fp8 products; each scale's and history's
+    is its updated value. (Flax chains three custom VJPs for this one rule.)
+    """
+    if precision is not None:
+        warnings.warn("fp8_scaled_dot_general ignores `precision`.", stacklevel=2)
+    e4m3, preferred = jnp.float8_e4m3fn, preferred_element_type
+    lhs_scale, lhs_amax_history = update_fp8_meta(lhs, e4m3, lhs_scale, lhs_amax_history)
+    rhs_scale, rhs_amax_history = update_fp8_meta(rhs, e4m3, rhs_scale, rhs_amax_history)
+    q_lhs = quantize(lhs, e4m3, _as_float(lhs_scale), quantize_compute_type)
+    q_rhs = quantize(rhs, e4m3, _as_float(rhs_scale), quantize_compute_type)
+    dims, default = dimension_numbers, lax.Precision.DEFAULT
+    out = lax.dot_general(q_lhs, q_rhs, dims, default, preferred_element_type=preferred)
+    out = dequantize(out, preferred, _as_float(lhs_scale) * _as_float(rhs_scale))
+    histories = (lhs_amax_history, rhs_amax_history, grad_amax_history)
+    return out, (q_lhs, q_rhs, (lhs_scale, rhs_scale, grad_scale, *histories))
+
+
+def _scaled_dot_bwd(dims, precision, preferred, compute_dtype, residuals, g):
+    q_lhs, q_rhs, (lhs_scale, rhs_scale, grad_scale, lhs_hist, rhs_hist, grad_hist) = residuals
+    grad_scale, grad_hist = update_fp8_meta(g, jnp.float8_e5m2, grad_scale, grad_hist)
+    q_g = quantize(g, jnp.float8_e5m2, _as_float(grad_scale), preferred)
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dims
+    swapped = ((rhs_contract, lhs_contract), (rhs_batch, lhs_batch))
+    grad_lhs = _dot_transpose(q_g, q_rhs, q_lhs.ndim, dims, preferred)
+    grad_rhs = _dot_transpose(q_g, q_lhs, q_rhs.ndim, swapped, preferred, swap_ans=True)
+    grad_lhs = dequantize(grad_lhs, preferred, _as_float(rhs_scale) * _as_float(grad_scale))
+    grad_rhs = dequantize(grad_rhs, preferred, _as_float(lhs_scale) * _as_float(grad_scale))
+    return grad_lhs, grad_rhs, lhs_scale, rhs_scale, grad_scale, lhs_hist, rhs_hist, grad_hist
+
+
+fp8_scaled_dot_general = _custom_vjp(_scaled_dot_fwd, _scaled_dot_bwd, (2, 3, 4, 11))
 
 
 class Fp8DotGeneralBase(Module):
@@ -279,7 +264,8 @@ class Fp8DotGeneralBase(Module):
     e5m2_dtype: Any = jnp.float8_e5m2
 
     def setup(self) -> None:
-        for name in _META_NAMES:  # not from the 'params' stream: Flax uses a fixed key
+        # Flax creates the histories first; their key is fixed, not from 'params'.
+        for name in _META_NAMES[3:] + _META_NAMES[:3]:
             history = name.endswith("history")
             init, shape = (jnp.zeros, (self.amax_history_length,)) if history else (jnp.ones, (1,))
             meta = self.variable(OVERWRITE_WITH_GRADIENT, name, init, shape, jnp.float32)
@@ -299,13 +285,13 @@ class Fp8DotGeneralOp(Fp8DotGeneralBase):
             why = "Fp8DotGeneralOp is deprecated: use Fp8DirectDotGeneralOp or Fp8Einsum."
             warnings.warn(why, DeprecationWarning, stacklevel=2)
 
-    def __call__(self, x: Any, k: Any, dimension_numbers: Any, **_: Any) -> Any:
+    def __call__(self, x: Any, k: Any, dims: Any, **_: Any) -> Any:
         # Like Flax, `precision` and the like are ignored; the kernel's dtype computes.
         x = jnp.asarray(x, k.dtype)
-        x_hist, k_hist, g_hist, x_scale, k_scale, g_scale = self._meta()
+        x_scale, k_scale, g_scale, x_hist, k_hist, g_hist = self._meta()
         x = in_qdq(k.dtype, self.e4m3_dtype, x, x_scale, x_hist)
         k = in_qdq(k.dtype, self.e4m3_dtype, k, k_scale, k_hist)
-        y = dot_general_with_precision(x, k, dimension_numbers)
+        y = dot_general_with_precision(x, k, dims)
         return out_qdq(k.dtype, self.e5m2_dtype, y, g_scale, g_hist)
 
 
@@ -320,9 +306,9 @@ class Fp8DirectDotGeneralOp(Fp8DotGeneralBase):
     """A ``dot_general`` for ``dot_general_cls=`` that multiplies in fp8
     (:func:`fp8_scaled_dot_general`) in the kernel's dtype."""
 
-    def __call__(self, x: Any, k: Any, dimension_numbers: Any, **_: Any) -> Any:
+    def __call__(self, x: Any, k: Any, dims: Any, **_: Any) -> Any:
         x = jnp.asarray(x, k.dtype)  # like Flax, `precision` and the like are ignored
-        return _scaled_dot(x, k, dimension_numbers, None, k.dtype, k.dtype, self._meta())
+        return fp8_scaled_dot_general(x, k, dims, None, k.dtype, *self._meta(), k.dtype)
 
 
 class Fp8Einsum(Fp8DotGeneralBase):
@@ -330,7 +316,8 @@ class Fp8Einsum(Fp8DotGeneralBase):
     the weight, whose dtype is the compute dtype."""
 
     def __call__(self, eqn: str, lhs: Any, rhs: Any, **einsum_kwargs: Any) -> Any:
-        dot = partial(_scaled_dot, compute_dtype=rhs.dtype, meta=self._meta())
+        meta = dict(zip(_KEYWORDS, self._meta(), strict=True), quantize_compute_type=rhs.dtype)
+        dot = partial(fp8_scaled_dot_general, **meta)
         return jnp.einsum(eqn, lhs.astype(rhs.dtype), rhs, _dot_general=dot, **einsum_kwargs)
 
 

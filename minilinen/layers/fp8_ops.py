@@ -8,8 +8,6 @@ operand's new maximum. The module classes keep these values in the
 (``TrainState.apply_gradients``) overwrites them with their new values.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import warnings
 from functools import partial, wraps
@@ -66,9 +64,8 @@ class fp8_meta_dtype_wrapper(dtypes.ExtendedDType):  # noqa: N801  (Flax's name)
     def add(self, x: Any, y: Any) -> Any:
         return _cast(lax.max(_cast(x, self.float_dtype), _cast(y, self.float_dtype)), self)
 
-    def zero(self) -> Any:  # max's identity
-        f = self.float_dtype
-        return _cast(np.array(-np.inf if dtypes.supports_inf(f) else jnp.finfo(f).min, f), self)
+    def zero(self) -> Any:  # max's identity (float_dtype is float32: it has -inf)
+        return _cast(np.array(-np.inf, self.float_dtype), self)
 
     @staticmethod
     def full(shape: Any, fill_value: Any, dtype: Any) -> Any:
@@ -243,8 +240,7 @@ def _scaled_dot_bwd(dims, precision, preferred, compute_dtype, residuals, g):
     q_lhs, q_rhs, (lhs_scale, rhs_scale, grad_scale, lhs_hist, rhs_hist, grad_hist) = residuals
     grad_scale, grad_hist = update_fp8_meta(g, jnp.float8_e5m2, grad_scale, grad_hist)
     q_g = quantize(g, jnp.float8_e5m2, _as_float(grad_scale), preferred)
-    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dims
-    swapped = ((rhs_contract, lhs_contract), (rhs_batch, lhs_batch))
+    swapped = tuple(pair[::-1] for pair in dims)  # lhs and rhs exchanged
     grad_lhs = _dot_transpose(q_g, q_rhs, q_lhs.ndim, dims, preferred)
     grad_rhs = _dot_transpose(q_g, q_lhs, q_rhs.ndim, swapped, preferred, swap_ans=True)
     grad_lhs = dequantize(grad_lhs, preferred, _as_float(rhs_scale) * _as_float(grad_scale))

@@ -61,4 +61,4 @@ def test_api_results_match_flax(name, partitionable):
     assert_close(results, structures[name]["results"], arrays, name)
     for key in exact:
         for path, value in flatten(results[key], f"{name}/{key}").items():
-            assert np.array_equal(value, arrays[path]), f"{path} differs from Flax"
+            np.testing.assert_array_equal(value, arrays[path], err_msg=path, strict=True)

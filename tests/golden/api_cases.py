@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from golden.transforms_cases import Case, blocks, data, key
 
@@ -198,3 +199,64 @@ def functional_init_apply_and_lazy_init(nn):
         "captured": captured,
         "encode": nn.apply(lambda m, x: m.encode(x), ae)(variables, x),
     }
+
+
+def library(nn: Any, name: str) -> Any:
+    """``flax.<name>`` or ``minilinen.<name>``, whichever library ``nn`` belongs to."""
+    import importlib
+
+    return importlib.import_module(f"{nn.__name__.split('.')[0]}.{name}")
+
+
+@output_case
+def training_helpers(nn):
+    cu = library(nn, "training.common_utils")
+    ju = library(nn, "jax_utils")
+    tu = library(nn, "traverse_util")
+    labels = jnp.array([[0, 2], [3, 1]])
+    forest = [{"a": data(2), "b": (data(3, phase=i),)} for i in range(3)]
+    params = {"enc": {"kernel": data(2, 2), "bias": data(2)}, "dec": {"kernel": data(2, 3)}}
+    scaled = tu.path_aware_map(lambda path, x: x * 2 if "kernel" in path else -x, params)
+
+    def batch_mean(p, x, y):
+        return jax.pmap(lambda x, y: (x * p).sum(-1) + y.mean(-1))(x, y)
+
+    padded = ju.pad_shard_unpad(batch_mean)(2.0, data(5, 3), data(5, 4), min_device_batch=2)
+    replicated = ju.replicate({"w": data(3), "n": np.int32(7)})
+    prefetched = list(ju.prefetch_to_device(iter([data(1, 2), data(1, 2, phase=1.0)]), 2))
+    return {
+        "exact": ["onehot", "onehot_custom", "stack_forest", "path_aware_map", "unreplicated"],
+        "onehot": cu.onehot(labels, 4),
+        "onehot_custom": cu.onehot(labels, 5, on_value=0.9, off_value=0.025),
+        "stack_forest": cu.stack_forest(forest),
+        "shard": cu.shard({"x": data(4, 3)}),
+        "path_aware_map": scaled,
+        "pad_shard_unpad": padded,
+        "unreplicated": ju.unreplicate(replicated),
+        "prefetched": prefetched,
+    }
+
+
+@output_case
+def dynamic_scale_and_early_stopping(nn):
+    ds_mod = library(nn, "training.dynamic_scale")
+    es_mod = library(nn, "training.early_stopping")
+
+    def loss(w, x):
+        return jnp.sum((w * x) ** 2), w.sum()
+
+    ds = ds_mod.DynamicScale(growth_interval=2, scale=2.0**100)
+    steps = []
+    for x in (1e10, 1.0, 1.0, 1.0, 1.0, float("inf")):
+        ds, finite, (value, aux), grad = ds.value_and_grad(loss, has_aux=True)(data(3), x)
+        steps.append({"scale": ds.scale, "fin_steps": ds.fin_steps, "finite": finite,
+                      "value": value, "aux": aux, "grad": grad})  # fmt: skip
+    es = es_mod.EarlyStopping(min_delta=0.1, patience=1)
+    history = []
+    for metric in (1.0, 0.95, 0.95, 0.5, 0.45, 0.44, 0.43):
+        es = es.update(metric)
+        history.append([es.best_metric, es.patience_count, es.should_stop, es.has_improved])
+    reset = es.reset()
+    history.append([reset.best_metric, reset.patience_count, reset.should_stop, reset.min_delta])
+    return {"exact": ["steps", "early_stopping"], "steps": steps,
+            "early_stopping": jnp.array(history, jnp.float32)}  # fmt: skip

@@ -13,7 +13,7 @@ __all__ = ["shard", "shard_prng_key", "stack_forest", "get_metrics", "onehot"]
 def shard(xs: Any) -> Any:
     """Splits every leaf's leading dimension into ``(local devices, per device)``."""
     n = jax.local_device_count()
-    return jax.tree_util.tree_map(lambda x: x.reshape((n, -1) + x.shape[1:]), xs)
+    return jax.tree.map(lambda x: x.reshape((n, -1) + x.shape[1:]), xs)
 
 
 def shard_prng_key(key: jax.Array) -> jax.Array:
@@ -23,14 +23,12 @@ def shard_prng_key(key: jax.Array) -> jax.Array:
 
 def stack_forest(forest: Any) -> Any:
     """Stacks a sequence of same-structured trees leaf by leaf."""
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *forest)
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *forest)
 
 
 def get_metrics(device_metrics: Any) -> Any:
     """Per-step metrics of device 0, fetched to the host and stacked over steps."""
-    first = jax.tree_util.tree_map(
-        lambda x: x.addressable_shards[0].data.squeeze(0), device_metrics
-    )
+    first = jax.tree.map(lambda x: x.addressable_shards[0].data.squeeze(0), device_metrics)
     return stack_forest(jax.device_get(first))
 
 

@@ -35,11 +35,7 @@ class DynamicScale(struct.PyTreeNode):
     minimum_scale: float | None = struct.field(pytree_node=False, default=_F32.tiny)
 
     def value_and_grad(
-        self,
-        fun: Callable,
-        argnums: int | Sequence[int] = 0,
-        has_aux: bool = False,
-        axis_name: str | None = None,
+        self, fun: Callable, argnums: int | Sequence[int] = 0, has_aux=False, axis_name=None
     ) -> Callable[..., DynamicScaleResult]:
         """Like ``jax.value_and_grad(fun)``, returning a :class:`DynamicScaleResult`
         (gradients in float32, averaged over ``axis_name`` if given)."""
@@ -54,12 +50,10 @@ class DynamicScale(struct.PyTreeNode):
         def run(*args: Any) -> DynamicScaleResult:
             aux, grad = grad_fn(*args)
             aux = (aux[0] / self.scale, aux[1]) if has_aux else aux / self.scale
-            grad = jax.tree_util.tree_map(lambda g: jnp.asarray(g, jnp.float32) / self.scale, grad)
+            grad = jax.tree.map(lambda g: jnp.asarray(g, jnp.float32) / self.scale, grad)
             if axis_name is not None:
                 grad = jax.lax.pmean(grad, axis_name)
-            finite = jnp.array(True)
-            for g in jax.tree_util.tree_leaves(grad):
-                finite &= jnp.all(jax.lax.is_finite(g))
+            finite = jnp.all(jnp.array([jnp.isfinite(g).all() for g in jax.tree.leaves(grad)]))
             grow = self.fin_steps == self.growth_interval
             grown = jnp.minimum(self.scale * self.growth_factor, _F32.max)
             backoff = self.scale * self.backoff_factor
@@ -67,8 +61,7 @@ class DynamicScale(struct.PyTreeNode):
                 backoff = jnp.maximum(backoff, self.minimum_scale)
             scale = jnp.where(finite, jnp.where(grow, grown, self.scale), backoff)
             fin_steps = jnp.where(grow | ~finite, 0, self.fin_steps + 1)
-            return DynamicScaleResult(
-                self.replace(fin_steps=fin_steps, scale=scale), finite, aux, grad
-            )
+            new = self.replace(fin_steps=fin_steps, scale=scale)
+            return DynamicScaleResult(new, finite, aux, grad)
 
         return run

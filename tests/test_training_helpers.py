@@ -1,4 +1,5 @@
-"""Training helpers beyond TrainState (values against Flax: test_api_golden.py)."""
+"""Training helpers beyond TrainState (values against Flax: test_api_golden.py, the
+pmap helpers there on 4 simulated devices)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,22 @@ from minilinen.training import common_utils, dynamic_scale, early_stopping
 
 def test_pad_shard_unpad_refuses_mismatched_batches():
     run = jax_utils.pad_shard_unpad(lambda x, y: x + y, static_argnums=())
-    with pytest.raises(ValueError, match=r"inconsistent batch sizes \[3, 4\]") as info:
+    # Flax asserts here; the named error is also an AssertionError.
+    with pytest.raises(AssertionError, match=r"different leading sizes \[3, 4\]") as info:
         run(np.ones((3, 2)), np.ones((4, 2)))
     assert isinstance(info.value, errors.MinilinenError)
+
+
+def test_partial_eval_by_shape_returns_shapes_only_for_what_the_inputs_decide():
+    lazy = jax_utils.partial_eval_by_shape(lambda x, w: (x.sum(), w * 2), [(3,)], jnp.ones(2))
+    assert lazy[0] == jax.ShapeDtypeStruct((), jnp.float32)
+    np.testing.assert_array_equal(lazy[1], np.full(2, 2.0, np.float32), strict=True)
+
+
+def test_pmean_is_deprecated_for_lax_pmean():
+    with pytest.warns(DeprecationWarning, match="jax.lax.pmean"):
+        out = jax.pmap(lambda x: jax_utils.pmean(x, "i"), axis_name="i")(jnp.ones((1, 2)))
+    np.testing.assert_array_equal(out, np.ones((1, 2)))
 
 
 def test_helpers_compose_in_a_pmap_step():

@@ -156,8 +156,7 @@ def pad_shard_unpad(
         sizes = {x.shape[0] for x in jax.tree.leaves(dynamic)}
         if len(sizes) != 1:
             raise errors.BatchSizeMismatchError(
-                f"pad_shard_unpad: the batched arguments have different leading sizes "
-                f"{sorted(sizes)}; pass the unbatched ones through static_argnums/static_argnames."
+                f"pad_shard_unpad: batch sizes {sorted(sizes)} differ; mark unbatched args static."
             )
         (b,) = sizes
         per_device = max(-(-b // d), min_device_batch or 0)
@@ -169,10 +168,8 @@ def pad_shard_unpad(
         args = [a if i in static_argnums else jax.tree.map(pad, a) for i, a in enumerate(args)]
         kw = {k: v if k in static_argnames else jax.tree.map(pad, v) for k, v in kw.items()}
         out = wrapped(*args, **kw)
-        if static_return:
-            return out
         # Fetched before cutting, so the devices see only one output shape.
         unpad = lambda x: jax.device_get(x).reshape(-1, *x.shape[2:])[:b]  # noqa: E731
-        return jax.tree.map(unpad, out)
+        return out if static_return else jax.tree.map(unpad, out)
 
     return run

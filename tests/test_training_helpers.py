@@ -15,7 +15,7 @@ from minilinen.training import common_utils, dynamic_scale, early_stopping
 def test_pad_shard_unpad_refuses_mismatched_batches():
     run = jax_utils.pad_shard_unpad(lambda x, y: x + y, static_argnums=())
     # Flax asserts here; the named error is also an AssertionError.
-    with pytest.raises(AssertionError, match=r"different leading sizes \[3, 4\]") as info:
+    with pytest.raises(AssertionError, match=r"batch sizes \[3, 4\] differ") as info:
         run(np.ones((3, 2)), np.ones((4, 2)))
     assert isinstance(info.value, errors.MinilinenError)
 

@@ -56,9 +56,8 @@ class DynamicScale(struct.PyTreeNode):
             finite = jnp.all(jnp.array([jnp.isfinite(g).all() for g in jax.tree.leaves(grad)]))
             grow = self.fin_steps == self.growth_interval
             grown = jnp.minimum(self.scale * self.growth_factor, _F32.max)
-            backoff = self.scale * self.backoff_factor
-            if self.minimum_scale is not None:
-                backoff = jnp.maximum(backoff, self.minimum_scale)
+            # Not below minimum_scale (no floor when it is None).
+            backoff = jnp.clip(self.scale * self.backoff_factor, self.minimum_scale)
             scale = jnp.where(finite, jnp.where(grow, grown, self.scale), backoff)
             fin_steps = jnp.where(grow | ~finite, 0, self.fin_steps + 1)
             new = self.replace(fin_steps=fin_steps, scale=scale)

@@ -72,6 +72,7 @@ def test_api_results_match_flax(name, partitionable):
     check_results(OUTPUT_CASES, name, partitionable)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DEVICE_CASES))
 def test_device_results_match_flax(name, partitionable):
     # JAX fixes its device count at startup, so 4 simulated CPU devices need a fresh process.

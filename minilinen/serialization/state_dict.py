@@ -9,7 +9,6 @@ raises ``StateDictMismatchError`` naming the path when the two disagree.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -62,10 +61,9 @@ def _handler(ty: type) -> tuple[ToFn, FromFn] | None:
         handler = _fields_handlers(ty, "namedtuple", ty._fields, lambda x, kw: type(x)(**kw))
     elif ty in _REGISTRY:
         handler = _REGISTRY[ty]
-    elif ty.__dict__.get("_minilinen_dataclass", False):
+    elif "_minilinen_data_fields" in ty.__dict__:  # a struct dataclass
         # Pytree fields only: static fields (apply_fn, tx) live in code, not in files.
-        fields = [f for f in dataclasses.fields(ty) if f.init]
-        names = tuple(f.name for f in fields if f.metadata.get("pytree_node", True))
+        names = ty._minilinen_data_fields
         handler = _fields_handlers(ty, "dataclass", names, lambda x, kw: x.replace(**kw))
     else:
         handler = None

@@ -110,16 +110,8 @@ class _GatedCell(_DenseCell):
     carry_init: Initializer = initializers.zeros_init()
 
 
-def _lstm_update(cell: _GatedCell, c: Array, z: list[Array]) -> tuple[Carry, Array]:
-    """The LSTM state update from the four gate pre-activations (i, f, g, o)."""
-    i, f, o = cell.gate_fn(z[0]), cell.gate_fn(z[1]), cell.gate_fn(z[3])
-    new_c = f * c + i * cell.activation_fn(z[2])
-    new_h = o * cell.activation_fn(new_c)
-    return (new_c, new_h), new_h
-
-
-class LSTMCell(_GatedCell):
-    """A long short-term memory cell; the carry is ``(c, h)``."""
+class _LSTM(_GatedCell):
+    """LSTMCell and OptimizedLSTMCell: the same state update, gates computed differently."""
 
     _two_carries = True
 
@@ -127,10 +119,20 @@ class LSTMCell(_GatedCell):
     def __call__(self, carry: tuple[Array, Array], inputs: Array) -> tuple[Carry, Array]:
         """One step: returns ``((new_c, new_h), new_h)``."""
         c, h = carry
-        n = h.shape[-1]
-        d = self._dense
-        z = [d(f"i{g}", inputs, n) + d(f"h{g}", h, n, self.bias_init) for g in "ifgo"]
-        return _lstm_update(self, c, z)
+        z = self._gates(inputs, h)  # the pre-activations of gates i, f, g, o
+        i, f, o = self.gate_fn(z[0]), self.gate_fn(z[1]), self.gate_fn(z[3])
+        new_c = f * c + i * self.activation_fn(z[2])
+        new_h = o * self.activation_fn(new_c)
+        return (new_c, new_h), new_h
+
+
+class LSTMCell(_LSTM):
+    """A long short-term memory cell; the carry is ``(c, h)``."""
+
+    @nowrap
+    def _gates(self, inputs: Array, h: Array) -> list[Array]:
+        d, n = self._dense, h.shape[-1]
+        return [d(f"i{g}", inputs, n) + d(f"h{g}", h, n, self.bias_init) for g in "ifgo"]
 
 
 class _DenseParams(Module):
@@ -149,25 +151,20 @@ class _DenseParams(Module):
         return kernel_and_bias(self, (inputs.shape[-1], self.features), (self.features,))
 
 
-class OptimizedLSTMCell(_GatedCell):
+class OptimizedLSTMCell(_LSTM):
     """An LSTM cell computing its four gates with two fused matmuls (same params as LSTMCell)."""
 
-    _two_carries = True
-
-    @compact
-    def __call__(self, carry: tuple[Array, Array], inputs: Array) -> tuple[Carry, Array]:
-        """One step: returns ``((new_c, new_h), new_h)``."""
-        c, h = carry
-        n = h.shape[-1]
+    @nowrap
+    def _gates(self, inputs: Array, h: Array) -> list[Array]:
         dense = functools.partial(
-            _DenseParams, n, param_dtype=self.param_dtype, bias_init=self.bias_init
+            _DenseParams, h.shape[-1], param_dtype=self.param_dtype, bias_init=self.bias_init
         )
         params_i, params_h = [], []
         for g in "ifgo":
             params_i.append(dense(False, kernel_init=self.kernel_init, name="i" + g)(inputs))
             params_h.append(dense(True, kernel_init=self.recurrent_kernel_init, name="h" + g)(h))
         zh, zi = self._fused(h, params_h), self._fused(inputs, params_i)
-        return _lstm_update(self, c, [a + b for a, b in zip(zh, zi)])
+        return [a + b for a, b in zip(zh, zi)]
 
     @nowrap
     def _fused(self, x: Array, params: list[tuple[Array, Array | None]]) -> list[Array]:

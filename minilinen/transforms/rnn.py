@@ -46,8 +46,15 @@ def flip_sequences(
 
 class RNN(Module):
     """Runs ``cell`` over the time axis of its input: ``nn.scan`` of the cell, one step per
-    time step, with the lifting options below (by default the cell's params are shared
-    by every step and no RNG stream is split).
+    time step.
+
+    The lifting options are ``nn.scan``'s: by default the cell's params are shared by
+    every step (``variable_broadcast='params'``) and only the 'params' RNG stream reaches
+    the steps. A stream a step draws from (say 'dropout') must be named in ``split_rngs``:
+    ``True`` for a new key each step, ``False`` for the same key every step.
+    ``variable_axes`` stacks a collection per step (e.g. sown 'intermediates', on the
+    time axis), ``variable_carry`` threads one from step to step, and ``unroll`` is
+    ``lax.scan``'s.
     """
 
     cell: RNNCellBase

@@ -141,7 +141,6 @@ class _DenseParams(Module):
     features: int
     use_bias: bool = True
     param_dtype: Dtype = jnp.float32
-    precision: Any = None
     kernel_init: Initializer = default_kernel_init
     bias_init: Initializer = initializers.zeros_init()
 

@@ -265,5 +265,9 @@ class LayerNotSupportedError(MinilinenError, NotImplementedError):
     """A layer option that the operation underneath cannot do (Flax has none either)."""
 
 
+class BatchSizeMismatchError(MinilinenError, AssertionError):
+    """``pad_shard_unpad`` got batched arguments of different leading sizes."""
+
+
 class Fp8DtypeError(LayerConfigError, AssertionError):
     """An fp8 op given a type that is none of the four fp8 formats (Flax asserts there)."""

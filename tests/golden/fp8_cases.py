@@ -128,6 +128,19 @@ def fp8_einsum_plain_matmul(nn):
 
 
 @case
+def fp8_einsum_batched(nn):
+    model = nn.Fp8Einsum(amax_history_length=2)
+    eqn, x, w = "bmk,bkn->bnm", data(2, 3, 4, seed=12, scale=4.0), data(2, 4, 5, seed=13)
+    variables = model.init(jax.random.PRNGKey(6), eqn, x, w)
+
+    def loss(v, x, w):
+        return jnp.sum(model.apply(v, eqn, x, w) * data(2, 5, 3, seed=14))
+
+    value, grads = jax.value_and_grad(loss, (0, 1, 2))(variables, x, w)
+    return {"exact": ["init"], "init": variables, "loss": value, "grads": grads}
+
+
+@case
 def quantization_functions(nn):
     ops = fp8_ops(nn)
     x = data(4, 5, seed=8, scale=300.0)

@@ -46,3 +46,13 @@ def test_flax_linen_names_are_exported():
         assert getattr(nn, name) is getattr(fp8_ops, name)
     assert nn.NANOOFp8DotGeneralOp.e4m3_dtype == jnp.float8_e4m3fnuz
     assert nn.Fp8DotGeneral is nn.Fp8DirectDotGeneralOp
+
+
+def test_fp8_einsum_takes_precision_as_flax_does_and_warns_it_is_unused():
+    x, w = jnp.ones((2, 3)), jnp.ones((3, 4))
+    model = nn.Fp8Einsum()
+    variables = model.init(jax.random.PRNGKey(0), "mk,kn->mn", x, w)
+    with pytest.warns(UserWarning, match="ignores `precision`"):
+        y = model.apply(variables, "mk,kn->mn", x, w, jax.lax.Precision.HIGHEST)
+    assert y.shape == (2, 4)
+    assert jnp.array_equal(y, model.apply(variables, "mk,kn->mn", x, w))

@@ -297,13 +297,14 @@ class Fp8DirectDotGeneralOp(Fp8DotGeneralBase):
 
 
 class Fp8Einsum(Fp8DotGeneralBase):
-    """``jnp.einsum(eqn, lhs, rhs, **einsum_kwargs)`` with its product in fp8; ``rhs`` is
-    the weight, whose dtype is the compute dtype."""
+    """``jnp.einsum(eqn, lhs, rhs)`` with its product in fp8; ``rhs`` is the weight, whose
+    dtype is the compute dtype."""
 
-    def __call__(self, eqn: str, lhs: Any, rhs: Any, **einsum_kwargs: Any) -> Any:
+    def __call__(self, eqn: str, lhs, rhs, precision=None, preferred_element_type=None) -> Any:
         meta = dict(zip(_KEYWORDS, self._meta(), strict=True), quantize_compute_type=rhs.dtype)
         dot = partial(fp8_scaled_dot_general, **meta)
-        return jnp.einsum(eqn, lhs.astype(rhs.dtype), rhs, _dot_general=dot, **einsum_kwargs)
+        options = dict(precision=precision, preferred_element_type=preferred_element_type)
+        return jnp.einsum(eqn, lhs.astype(rhs.dtype), rhs, _dot_general=dot, **options)
 
 
 Fp8DotGeneral = Fp8DirectDotGeneralOp  # Flax's older name

@@ -249,7 +249,7 @@ class Fp8DotGeneralBase(Module):
     e5m2_dtype: Any = jnp.float8_e5m2
 
     def setup(self) -> None:
-        # Flax creates the histories first; their key is fixed, not from 'params'.
+        # In Flax's order, histories first; fixed values, so no 'params' key is drawn.
         for name in _META_NAMES[3:] + _META_NAMES[:3]:
             history = name.endswith("history")
             init, shape = (jnp.zeros, (self.amax_history_length,)) if history else (jnp.ones, (1,))

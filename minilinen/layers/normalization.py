@@ -59,7 +59,6 @@ def _stats(
     force_float32_reductions) configure it; ``cross_device=False`` skips the average.
     """
     axis_name = mdl.axis_name if cross_device else None
-    axis_index_groups = mdl.axis_index_groups
     dtype = x.dtype if mdl.dtype is None else jnp.dtype(mdl.dtype)
     if mdl.force_float32_reductions:
         dtype = jnp.promote_types(dtype, _float32)
@@ -69,27 +68,24 @@ def _stats(
     if mask is not None:
         mask = jnp.asarray(mask, dtype=bool)
 
-    def mean(*xs: Array) -> Any:
+    def means(*xs: Array) -> list[Array]:
         mus = [v.mean(axes, where=mask) for v in xs]
-        if axis_name is not None:
-            if len(mus) > 1:
-                # One collective for both moments: fewer cross-device round trips.
-                both = lax.pmean(jnp.stack(mus), axis_name, axis_index_groups=axis_index_groups)
-                mus = [both[i] for i in range(len(mus))]
-            else:
-                mus = [lax.pmean(mus[0], axis_name, axis_index_groups=axis_index_groups)]
-        return mus if len(mus) > 1 else mus[0]
+        if axis_name is None:
+            return mus
+        # One collective for all the moments: fewer cross-device round trips.
+        return list(lax.pmean(jnp.stack(mus), axis_name, axis_index_groups=mdl.axis_index_groups))
 
     if not use_mean:
-        var = mean(_square(x))
+        (var,) = means(_square(x))
         return jnp.zeros_like(var), var
     if mdl.use_fast_variance:
         # E[x^2] - E[x]^2: both reductions read x side by side (PERF_NOTES: ~35%
         # faster on XLA:CPU than reducing x - mean after a first pass).
-        mu, mu2 = mean(x, _square(x))
+        mu, mu2 = means(x, _square(x))
         return mu, jnp.maximum(0.0, mu2 - _square(mu))
-    mu = mean(x)
-    return mu, mean(_square(x - jnp.expand_dims(mu, axes)))
+    (mu,) = means(x)
+    (var,) = means(_square(x - jnp.expand_dims(mu, axes)))
+    return mu, var
 
 
 def _normalize(

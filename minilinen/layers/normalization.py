@@ -89,23 +89,13 @@ def _stats(
 
 
 def _normalize(
-    mdl: Module,
-    x: Array,
-    mean: Array,
-    var: Array,
-    reduction_axes: Axes,
-    feature_axes: Axes,
-    use_bias: bool | None = None,
+    mdl: Module, x: Array, mean: Array, var: Array, reduction_axes: Axes, feature_axes: Axes
 ) -> Array:
     """``(x - mean) * (rsqrt(var + eps) * scale) + bias``, creating scale and bias.
 
-    The layer's own fields (dtype, param_dtype, epsilon, use_scale, scale_init,
-    bias_init, force_float32_reductions) configure it; ``use_bias`` overrides the
-    layer's field for layers that have none (RMSNorm).
+    The layer's own fields (dtype, param_dtype, epsilon, use_scale, use_bias, scale_init,
+    bias_init, force_float32_reductions) configure it.
     """
-    dtype, epsilon, use_scale = mdl.dtype, mdl.epsilon, mdl.use_scale
-    if use_bias is None:
-        use_bias = mdl.use_bias
     reduction_axes = _canonical_axes(x.ndim, reduction_axes)
     feature_axes = _canonical_axes(x.ndim, feature_axes)
     feature_shape = [x.shape[a] if a in feature_axes else 1 for a in range(x.ndim)]
@@ -116,16 +106,16 @@ def _normalize(
     y = x - mean
     # The scale folds into the per-feature factor, so the full-size work is one
     # subtract, one multiply and one add.
-    mul = lax.rsqrt(var + epsilon)
+    mul = lax.rsqrt(var + mdl.epsilon)
     args = [x]
-    if use_scale:
+    if mdl.use_scale:
         args.append(_feature_param(mdl, "scale", mdl.scale_init, param_shape, feature_shape))
         mul = mul * args[-1]
     y = y * mul
-    if use_bias:
+    if getattr(mdl, "use_bias", False):  # RMSNorm has no use_bias field: it adds no bias
         args.append(_feature_param(mdl, "bias", mdl.bias_init, param_shape, feature_shape))
         y = y + args[-1]
-    dtype = canonicalize_dtype(*args, dtype=dtype)
+    dtype = canonicalize_dtype(*args, dtype=mdl.dtype)
     return y if y.dtype == dtype else jnp.asarray(y, dtype)
 
 
@@ -135,20 +125,6 @@ def _feature_param(
     """Parameter ``name`` of ``shape``, reshaped to broadcast along the feature axes."""
     p = mdl.param(name, init, shape, mdl.param_dtype).reshape(feature_shape)
     return p if mdl.force_float32_reductions else jnp.asarray(p, mdl.param_dtype)
-
-
-def _stats_and_normalize(
-    mdl: Module,
-    x: Array,
-    mask: Array | None,
-    reduction_axes: Axes,
-    feature_axes: Axes,
-    use_mean: bool = True,
-    use_bias: bool | None = None,
-) -> Array:
-    """``_normalize`` by the statistics of ``x`` itself over ``reduction_axes``."""
-    mean, var = _stats(mdl, x, reduction_axes, mask, use_mean)
-    return _normalize(mdl, x, mean, var, reduction_axes, feature_axes, use_bias)
 
 
 class BatchNorm(Module):
@@ -219,7 +195,8 @@ class LayerNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x``."""
-        return _stats_and_normalize(self, x, mask, self.reduction_axes, self.feature_axes)
+        mean, var = _stats(self, x, self.reduction_axes, mask)
+        return _normalize(self, x, mean, var, self.reduction_axes, self.feature_axes)
 
 
 class RMSNorm(Module):
@@ -240,9 +217,8 @@ class RMSNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x``."""
-        return _stats_and_normalize(
-            self, x, mask, self.reduction_axes, self.feature_axes, use_mean=False, use_bias=False
-        )
+        mean, var = _stats(self, x, self.reduction_axes, mask, use_mean=False)
+        return _normalize(self, x, mean, var, self.reduction_axes, self.feature_axes)
 
 
 class GroupNorm(Module):
@@ -328,7 +304,8 @@ class InstanceNorm(Module):
                 "be the batch axis (InstanceNorm feature_axes includes axis 0)."
             )
         reduction_axes = [i for i in range(1, x.ndim) if i not in feature_axes]
-        return _stats_and_normalize(self, x, mask, reduction_axes, feature_axes)
+        mean, var = _stats(self, x, reduction_axes, mask)
+        return _normalize(self, x, mean, var, reduction_axes, feature_axes)
 
 
 def _l2_normalize(x: Array, axis: Axes | None = None, eps: float = 1e-12) -> Array:

@@ -322,23 +322,18 @@ class _Reparametrized(Module):
     def _call_mapped(self, args: tuple, kwargs: dict, mutable: bool, **map_kwargs: Any) -> Any:
         from minilinen.transforms import map_variables
 
-        def trans_in(vs: Any) -> Any:
-            return jax.tree_util.tree_map_with_path(
-                lambda path, v: self._map(self._name_of(path), v, **map_kwargs), vs
-            )
+        def map_one(path: tuple, v: Array) -> Array:
+            # Named by its path below its collection, under the wrapped layer's name.
+            keys = jax.tree_util.keystr(path[1:], simple=True, separator="/")
+            return self._map(f"{self.layer_instance.name}/{keys}", v, **map_kwargs)
 
         body = map_variables(
             lambda layer: layer(*args, **kwargs),
-            trans_in_fn=trans_in,
+            trans_in_fn=lambda vs: jax.tree_util.tree_map_with_path(map_one, vs),
             init=self.is_initializing(),
             mutable=mutable,
         )
         return body(self.layer_instance)
-
-    def _name_of(self, path: tuple) -> str:
-        # The variable's path below its collection, under the wrapped layer's name.
-        keys = jax.tree_util.keystr(path[1:], simple=True, separator="/")
-        return f"{self.layer_instance.name}/{keys}"
 
 
 class WeightNorm(_Reparametrized):

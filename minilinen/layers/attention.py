@@ -37,9 +37,9 @@ Initializer = Callable[..., Any]
 
 
 def _einsum_fn(precision: Any, dot_general: Callable[..., Array] | None) -> Callable[..., Array]:
-    if dot_general is None:
-        return functools.partial(jnp.einsum, precision=precision)
-    return functools.partial(jnp.einsum, precision=precision, _dot_general=dot_general)
+    return functools.partial(
+        jnp.einsum, precision=precision, _dot_general=dot_general or lax.dot_general
+    )
 
 
 def dot_product_attention_weights(
@@ -68,7 +68,8 @@ def dot_product_attention_weights(
     """
     if (precision is not None or einsum_dot_general is not None) and einsum is not None:
         raise LayerConfigError(
-            "precision/einsum_dot_general and einsum are mutually exclusive; pass only one."
+            "precision/einsum_dot_general and einsum (dot_product_attention's "
+            "qk_attn_weights_einsum) are mutually exclusive; pass only one."
         )
     if einsum is None:
         einsum = _einsum_fn(precision, einsum_dot_general)
@@ -93,9 +94,8 @@ def dot_product_attention_weights(
         module.sow("intermediates", "attention_weights", weights)
     if not deterministic and dropout_rate > 0.0:
         keep_prob = 1.0 - dropout_rate
-        shape = weights.shape
-        if broadcast_dropout:
-            shape = (1,) * (key.ndim - 2) + shape[-2:]
+        # Broadcast dropout shares one keep-mask across the batch and head axes.
+        shape = (1,) * (key.ndim - 2) + weights.shape[-2:] if broadcast_dropout else weights.shape
         keep = random.bernoulli(dropout_rng, keep_prob, shape)
         weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype=dtype))
     return weights
@@ -141,12 +141,6 @@ def dot_product_attention(
     if (qk_attn_weights_einsum is None) != (attn_weights_value_einsum is None):
         raise LayerConfigError(
             "qk_attn_weights_einsum and attn_weights_value_einsum must be given together."
-        )
-    if (precision is not None or einsum_dot_general is not None) and (
-        qk_attn_weights_einsum is not None
-    ):
-        raise LayerConfigError(
-            "precision/einsum_dot_general and the einsum overrides are mutually exclusive."
         )
     query, key, value = promote_dtype(query, key, value, dtype=dtype)
     _check_qkv(query, key, value)

@@ -90,6 +90,20 @@ def test_custom_attention_fn_gets_only_the_arguments_it_takes():
     assert seen["mask"] is mask
 
 
+def test_custom_attention_fn_with_var_keywords_gets_no_keywords_as_in_flax():
+    seen = []
+
+    def attend(query, key, value, **kwargs):
+        seen.append(kwargs)
+        return nn.dot_product_attention(query, key, value)
+
+    x = data(1, 3, 4)
+    mha = nn.MultiHeadDotProductAttention(num_heads=2, attention_fn=attend, dropout_rate=0.5)
+    mha.init(jax.random.key(0), x, mask=nn.make_causal_mask(jnp.ones((1, 3))), deterministic=True)
+    # Flax filters by the names in the signature, which a **kwargs catch-all never matches.
+    assert seen == [{}]
+
+
 def test_dropout_needs_deterministic_and_a_dropout_rng():
     x = data(1, 3, 4)
     mha = nn.MultiHeadDotProductAttention(num_heads=2, dropout_rate=0.5)

@@ -155,12 +155,9 @@ def dot_product_attention(
 
 
 @functools.lru_cache(maxsize=256)
-def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str] | None:
-    """Keyword names ``fn`` accepts (None: any), computed once per attention function."""
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return frozenset(p.name for p in params)
+def _parameter_names(fn: Callable[..., Any]) -> frozenset[str]:
+    """The names in ``fn``'s signature, computed once per attention function."""
+    return frozenset(inspect.signature(fn).parameters)
 
 
 _INPUTS_KV_DEPRECATED = (
@@ -305,8 +302,10 @@ class MultiHeadDotProductAttention(Module):
             ),
         }
         fn = self.attention_fn
-        accepted = None if fn is dot_product_attention else _accepted_kwargs(fn)
-        if accepted is not None:
+        if fn is not dot_product_attention:
+            # As Flax, a custom function gets only the keywords its signature names
+            # (none of them through a **kwargs catch-all).
+            accepted = _parameter_names(fn)
             kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         if sow_weights:
             kwargs["module"] = self

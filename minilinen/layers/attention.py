@@ -230,21 +230,16 @@ class MultiHeadDotProductAttention(Module):
                 )
             inputs_k = inputs_v = inputs_kv
             warnings.warn(_INPUTS_KV_DEPRECATED, DeprecationWarning, stacklevel=2)
-        else:
-            if inputs_k is None:
-                if inputs_v is not None:
-                    raise LayerConfigError(
-                        "`inputs_k` cannot be None if `inputs_v` is not None. To use one array "
-                        "for both, pass it as inputs_k."
-                    )
-                inputs_k = inputs_q
-            if inputs_v is None:
-                inputs_v = inputs_k
-            elif inputs_v.shape[-1] == inputs_v.shape[-2]:
-                # Likely a mask passed positionally, as the pre-0.7.4 signature took it.
-                warnings.warn(
-                    _MASK_AS_VALUE.format(inputs_v.shape), DeprecationWarning, stacklevel=2
-                )
+        elif inputs_k is None and inputs_v is not None:
+            raise LayerConfigError(
+                "`inputs_k` cannot be None if `inputs_v` is not None. To use one array "
+                "for both, pass it as inputs_k."
+            )
+        elif inputs_v is not None and inputs_v.shape[-1] == inputs_v.shape[-2]:
+            # Likely a mask passed positionally, as the pre-0.7.4 signature took it.
+            warnings.warn(_MASK_AS_VALUE.format(inputs_v.shape), DeprecationWarning, stacklevel=2)
+        inputs_k = inputs_q if inputs_k is None else inputs_k
+        inputs_v = inputs_k if inputs_v is None else inputs_v
 
         features = self.out_features or inputs_q.shape[-1]
         qkv_features = self.qkv_features or inputs_q.shape[-1]

@@ -101,6 +101,11 @@ def _normalize(
     feature_shape = [x.shape[a] if a in feature_axes else 1 for a in range(x.ndim)]
     # A tuple (hashable) lets the scope cache the parameter's abstract shape.
     param_shape = tuple(x.shape[a] for a in feature_axes)
+
+    def feature_param(name: str, init: Initializer) -> Array:
+        p = mdl.param(name, init, param_shape, mdl.param_dtype).reshape(feature_shape)
+        return p if mdl.force_float32_reductions else jnp.asarray(p, mdl.param_dtype)
+
     mean = jnp.expand_dims(mean, reduction_axes)
     var = jnp.expand_dims(var, reduction_axes)
     y = x - mean
@@ -109,22 +114,14 @@ def _normalize(
     mul = lax.rsqrt(var + mdl.epsilon)
     args = [x]
     if mdl.use_scale:
-        args.append(_feature_param(mdl, "scale", mdl.scale_init, param_shape, feature_shape))
+        args.append(feature_param("scale", mdl.scale_init))
         mul = mul * args[-1]
     y = y * mul
     if getattr(mdl, "use_bias", False):  # RMSNorm has no use_bias field: it adds no bias
-        args.append(_feature_param(mdl, "bias", mdl.bias_init, param_shape, feature_shape))
+        args.append(feature_param("bias", mdl.bias_init))
         y = y + args[-1]
     dtype = canonicalize_dtype(*args, dtype=mdl.dtype)
     return y if y.dtype == dtype else jnp.asarray(y, dtype)
-
-
-def _feature_param(
-    mdl: Module, name: str, init: Initializer, shape: tuple, feature_shape: list
-) -> Array:
-    """Parameter ``name`` of ``shape``, reshaped to broadcast along the feature axes."""
-    p = mdl.param(name, init, shape, mdl.param_dtype).reshape(feature_shape)
-    return p if mdl.force_float32_reductions else jnp.asarray(p, mdl.param_dtype)
 
 
 class BatchNorm(Module):

@@ -390,9 +390,7 @@ def make_attention_mask(
 def make_causal_mask(x: Array, extra_batch_dims: int = 0, dtype: Dtype = jnp.float32) -> Array:
     """A mask letting position ``i`` attend to positions ``<= i`` of ``x``'s last axis."""
     idxs = jnp.broadcast_to(jnp.arange(x.shape[-1], dtype=jnp.int32), x.shape)
-    return make_attention_mask(
-        idxs, idxs, jnp.greater_equal, extra_batch_dims=extra_batch_dims, dtype=dtype
-    )
+    return make_attention_mask(idxs, idxs, jnp.greater_equal, extra_batch_dims, dtype)
 
 
 def combine_masks(*masks: Array | None, dtype: Dtype = jnp.float32) -> Array | None:

@@ -159,8 +159,7 @@ class BatchNorm(Module):
         if use_running_average:
             mean, var = ra_mean.value, ra_var.value
             if not self.force_float32_reductions:
-                mean = jnp.asarray(mean, self.param_dtype)
-                var = jnp.asarray(var, self.param_dtype)
+                mean, var = jnp.asarray(mean, self.param_dtype), jnp.asarray(var, self.param_dtype)
         else:
             initializing = self.is_initializing()
             # At init there is no mapped axis to average over yet.
@@ -239,10 +238,9 @@ class GroupNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x`` shaped ``(batch, *spatial, channels)``."""
-        reduction_axes = self.reduction_axes
-        if reduction_axes is None:
-            reduction_axes = list(range(1, x.ndim - 1)) + [-1]
-        reduction_axes = _canonical_axes(x.ndim, reduction_axes)
+        # By default, the spatial axes and the channels.
+        axes = [*range(1, x.ndim - 1), -1] if self.reduction_axes is None else self.reduction_axes
+        reduction_axes = _canonical_axes(x.ndim, axes)
         if reduction_axes[-1] != x.ndim - 1:
             raise LayerConfigError(
                 f"GroupNorm reduction_axes {self.reduction_axes} must include the last axis "
@@ -269,9 +267,9 @@ class GroupNorm(Module):
         grouped = x.shape[:-1] + (num_groups, group_size)
         if mask is not None:
             mask = mask.reshape(mask.shape[:-1] + (num_groups, group_size))
-        mean, var = _stats(self, x.reshape(grouped), list(reduction_axes[:-1]) + [-1], mask)
-        mean = jnp.repeat(mean, group_size, axis=-1)
-        var = jnp.repeat(var, group_size, axis=-1)
+        stats = _stats(self, x.reshape(grouped), list(reduction_axes[:-1]) + [-1], mask)
+        # One mean and variance per group, repeated for each of its channels.
+        mean, var = (jnp.repeat(s, group_size, axis=-1) for s in stats)
         return _normalize(self, x, mean, var, reduction_axes[:-1], (-1,))
 
 

@@ -87,9 +87,8 @@ def dot_product_attention_weights(
     if force_fp32_for_softmax and dtype != jnp.float32:
         weights = jax.nn.softmax(weights.astype(jnp.float32))
     else:
-        weights = jax.nn.softmax(weights)
-        if weights.dtype != dtype:
-            weights = weights.astype(dtype)
+        # astype returns its operand unchanged when the dtype already matches.
+        weights = jax.nn.softmax(weights).astype(dtype)
     if module is not None:
         module.sow("intermediates", "attention_weights", weights)
     if not deterministic and dropout_rate > 0.0:

@@ -106,12 +106,10 @@ def _normalize(
         p = mdl.param(name, init, param_shape, mdl.param_dtype).reshape(feature_shape)
         return p if mdl.force_float32_reductions else jnp.asarray(p, mdl.param_dtype)
 
-    mean = jnp.expand_dims(mean, reduction_axes)
-    var = jnp.expand_dims(var, reduction_axes)
-    y = x - mean
+    y = x - jnp.expand_dims(mean, reduction_axes)
     # The scale folds into the per-feature factor, so the full-size work is one
     # subtract, one multiply and one add.
-    mul = lax.rsqrt(var + mdl.epsilon)
+    mul = lax.rsqrt(jnp.expand_dims(var, reduction_axes) + mdl.epsilon)
     args = [x]
     if mdl.use_scale:
         args.append(feature_param("scale", mdl.scale_init))

@@ -240,7 +240,6 @@ class MultiHeadDotProductAttention(Module):
         inputs_k = inputs_q if inputs_k is None else inputs_k
         inputs_v = inputs_k if inputs_v is None else inputs_v
 
-        features = self.out_features or inputs_q.shape[-1]
         qkv_features = self.qkv_features or inputs_q.shape[-1]
         if qkv_features % self.num_heads:
             raise LayerConfigError(
@@ -305,7 +304,7 @@ class MultiHeadDotProductAttention(Module):
             kwargs["module"] = self
         x = fn(query, key, value, **kwargs)
         return dense(
-            features=features,
+            features=self.out_features or inputs_q.shape[-1],
             axis=(-2, -1),
             kernel_init=self.out_kernel_init or self.kernel_init,
             bias_init=self.out_bias_init or self.bias_init,
@@ -326,7 +325,7 @@ class MultiHeadDotProductAttention(Module):
             # The first call only sizes the cache (max length = this call's length).
             return key, value, mask
         *batch_dims, max_length, num_heads, depth = cached_key.value.shape
-        expected = tuple(batch_dims) + (1, num_heads, depth)
+        expected = (*batch_dims, 1, num_heads, depth)
         if expected != query.shape:
             raise LayerInputError(
                 f"Autoregressive decoding takes one token per call: expected query shape "
@@ -340,9 +339,7 @@ class MultiHeadDotProductAttention(Module):
         cached_key.value = key
         cached_value.value = value
         cache_index.value = index + 1
-        visible = jnp.broadcast_to(
-            jnp.arange(max_length) <= index, tuple(batch_dims) + (1, 1, max_length)
-        )
+        visible = jnp.broadcast_to(jnp.arange(max_length) <= index, (*batch_dims, 1, 1, max_length))
         return key, value, combine_masks(mask, visible)
 
 

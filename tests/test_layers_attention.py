@@ -63,6 +63,18 @@ def test_dot_product_attention_equals_softmax_formula():
     np.testing.assert_allclose(out, np.einsum("bhqk,bkhd->bqhd", w, v), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "q_shape, kv_shape",
+    [((3, 4), (3, 4)), ((2, 3, 2, 4), (2, 5, 3, 4)), ((2, 3, 2, 4), (1, 5, 2, 4))],
+)
+def test_attention_rejects_misshaped_inputs_with_a_named_error(q_shape, kv_shape):
+    q, kv = jnp.ones(q_shape), jnp.ones(kv_shape)
+    with pytest.raises(LayerInputError, match=r"\[\.\.\., length, heads, depth\]"):
+        nn.dot_product_attention(q, kv, kv)
+    with pytest.raises(LayerInputError, match="query, key"):
+        nn.dot_product_attention_weights(q, kv)
+
+
 def test_sow_weights_stores_attention_weights():
     x = data(2, 3, 4)
     mha = nn.MultiHeadDotProductAttention(num_heads=2)

@@ -103,9 +103,9 @@ def dot_product_attention_weights(
 def _check_qkv(query: Array, key: Array, value: Array | None = None) -> None:
     shapes = [query.shape, key.shape] + ([] if value is None else [value.shape])
     ok = (
-        len({len(s) for s in shapes}) == 1
-        and len({s[:-3] for s in shapes}) == 1
-        and len({s[-2] for s in shapes}) == 1
+        min(len(s) for s in shapes) >= 3
+        # One rank, one set of batch axes and one number of heads.
+        and len({(len(s), s[:-3], s[-2]) for s in shapes}) == 1
         and query.shape[-1] == key.shape[-1]
         and (value is None or key.shape[-3] == value.shape[-3])
     )

@@ -271,13 +271,13 @@ class MultiHeadDotProductAttention(Module):
         if self.decode:
             key, value, mask = self._decode_step(query, key, value, mask)
 
+        m_deterministic = True  # deterministic is needed (and merged) only with dropout
         if self.dropout_rate > 0.0:
             m_deterministic = merge_param("deterministic", self.deterministic, deterministic)
             if not m_deterministic and dropout_rng is None:
                 dropout_rng = self.make_rng("dropout")
-        else:
-            m_deterministic = True
 
+        build = lambda cls: cls() if cls else None  # each einsum factory is optional
         kwargs = {
             "mask": mask,
             "dropout_rng": dropout_rng,
@@ -287,12 +287,8 @@ class MultiHeadDotProductAttention(Module):
             "dtype": self.dtype,
             "precision": self.precision,
             "force_fp32_for_softmax": self.force_fp32_for_softmax,
-            "qk_attn_weights_einsum": (
-                self.qk_attn_weights_einsum_cls() if self.qk_attn_weights_einsum_cls else None
-            ),
-            "attn_weights_value_einsum": (
-                self.attn_weights_value_einsum_cls() if self.attn_weights_value_einsum_cls else None
-            ),
+            "qk_attn_weights_einsum": build(self.qk_attn_weights_einsum_cls),
+            "attn_weights_value_einsum": build(self.attn_weights_value_einsum_cls),
         }
         fn = self.attention_fn
         if fn is not dot_product_attention:

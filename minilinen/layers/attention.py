@@ -246,8 +246,7 @@ class MultiHeadDotProductAttention(Module):
                 f"qkv_features ({qkv_features}) must be divisible by num_heads ({self.num_heads})."
             )
         dense = functools.partial(
-            DenseGeneral,
-            axis=-1,
+            DenseGeneral,  # over the last axis (its default)
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             features=(self.num_heads, qkv_features // self.num_heads),
@@ -328,8 +327,7 @@ class MultiHeadDotProductAttention(Module):
                 f"{expected}, got {query.shape}."
             )
         index = cache_index.value
-        zero = jnp.array(0, dtype=index.dtype)
-        start = (zero,) * len(batch_dims) + (index, zero, zero)
+        start = (0,) * len(batch_dims) + (index, 0, 0)
         key = lax.dynamic_update_slice(cached_key.value, key, start)
         value = lax.dynamic_update_slice(cached_value.value, value, start)
         cached_key.value = key

@@ -358,11 +358,9 @@ class WeightNorm(_Reparametrized):
         value_bar = _l2_normalize(value, axis=reduction_axes, eps=self.epsilon)
         args = [vs]
         if self.use_scale:
-            feature_shape = [value.shape[a] if a in feature_axes else 1 for a in range(value.ndim)]
             shape = tuple(value.shape[a] for a in feature_axes)
             scale = self.param(name + "/scale", self.scale_init, shape, self.param_dtype)
-            scale = scale.reshape(feature_shape)
-            value_bar = value_bar * scale
+            value_bar = value_bar * jnp.expand_dims(scale, reduction_axes)
             args.append(scale)
         return jnp.asarray(value_bar, canonicalize_dtype(*args, dtype=self.dtype))
 

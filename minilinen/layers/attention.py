@@ -15,7 +15,7 @@ from jax import lax, random
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerInputError
-from minilinen.layers.common import merge_param, promote_dtype
+from minilinen.layers.common import Array, merge_param, promote_dtype
 from minilinen.layers.linear import DenseGeneral, default_kernel_init
 from minilinen.layers.normalization import LayerNorm
 from minilinen.module import Module, compact
@@ -31,7 +31,6 @@ __all__ = [
     "combine_masks",
 ]
 
-Array = Any
 Dtype = Any
 Initializer = Callable[..., Any]
 

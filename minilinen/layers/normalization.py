@@ -12,7 +12,7 @@ from jax import lax
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerInputError
-from minilinen.layers.common import canonicalize_dtype, merge_param
+from minilinen.layers.common import Array, canonicalize_dtype, merge_param
 from minilinen.module import Module, compact
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "SpectralNorm",
 ]
 
-Array = Any
 Dtype = Any
 Axes = int | Iterable[int]
 Initializer = Callable[..., Any]

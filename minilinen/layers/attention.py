@@ -326,7 +326,9 @@ class MultiHeadDotProductAttention(Module):
                 f"{expected}, got {query.shape}."
             )
         index = cache_index.value
-        start = (0,) * len(batch_dims) + (index, 0, 0)
+        # dynamic_update_slice needs one index dtype (int64 Python zeros break under x64).
+        zero = jnp.array(0, dtype=index.dtype)
+        start = (zero,) * len(batch_dims) + (index, zero, zero)
         key = lax.dynamic_update_slice(cached_key.value, key, start)
         value = lax.dynamic_update_slice(cached_value.value, value, start)
         cached_key.value = key

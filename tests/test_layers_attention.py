@@ -75,6 +75,20 @@ def test_attention_rejects_misshaped_inputs_with_a_named_error(q_shape, kv_shape
         nn.dot_product_attention_weights(q, kv)
 
 
+@pytest.mark.parametrize("x64", [False, True])
+def test_query_scaling_is_flax_jnp_sqrt_of_depth_in_the_default_float(x64):
+    with jax.enable_x64(x64):
+        q, k = data(1, 2, 1, 3, seed=1), data(1, 4, 1, 3, seed=2)
+        if x64:
+            q, k = q.astype(jnp.float64), k.astype(jnp.float64)
+        got = nn.dot_product_attention_weights(q, k)
+        # Flax's formula, on the device: depth's sqrt in the default float, cast to q's dtype.
+        scaled = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        want = jax.nn.softmax(jnp.einsum("...qhd,...khd->...hqk", scaled, k))
+        assert got.dtype == q.dtype
+        np.testing.assert_array_equal(got, want)
+
+
 def test_sow_weights_stores_attention_weights():
     x = data(2, 3, 4)
     mha = nn.MultiHeadDotProductAttention(num_heads=2)

@@ -75,9 +75,9 @@ def dot_product_attention_weights(
     query, key = promote_dtype(query, key, dtype=dtype)
     dtype = query.dtype
     _check_qkv(query, key)
-    # sqrt in float64 then rounded is the correctly rounded float32 sqrt, so this
-    # host-side constant equals the device computation bit for bit.
-    query = query / np.asarray(np.float32(np.sqrt(query.shape[-1])), dtype=dtype)
+    # Flax divides by jnp.sqrt(depth) in the default float type (float64 under x64): the
+    # float64 sqrt rounded to that type is the same constant, made on the host.
+    query = query / np.asarray(np.sqrt(query.shape[-1]), jnp.result_type(float)).astype(dtype)
     weights = einsum("...qhd,...khd->...hqk", query, key)
     if bias is not None:
         weights = weights + bias

@@ -350,9 +350,8 @@ class WeightNorm(_Reparametrized):
         # Flax matches the filter as substrings of the variable's path.
         if self.variable_filter and not any(f in name for f in self.variable_filter):
             return value
-        feature_axes = (
-            () if self.feature_axes is None else _canonical_axes(value.ndim, self.feature_axes)
-        )
+        axes = () if self.feature_axes is None else self.feature_axes  # None: one scale
+        feature_axes = _canonical_axes(value.ndim, axes)
         reduction_axes = tuple(i for i in range(value.ndim) if i not in feature_axes)
         value_bar = _l2_normalize(value, axis=reduction_axes, eps=self.epsilon)
         args = [vs]

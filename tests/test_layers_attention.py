@@ -63,6 +63,32 @@ def test_dot_product_attention_equals_softmax_formula():
     np.testing.assert_allclose(out, np.einsum("bhqk,bkhd->bqhd", w, v), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "q_shape, kv_shape",
+    [((3, 4), (3, 4)), ((2, 3, 2, 4), (2, 5, 3, 4)), ((2, 3, 2, 4), (1, 5, 2, 4))],
+)
+def test_attention_rejects_misshaped_inputs_with_a_named_error(q_shape, kv_shape):
+    q, kv = jnp.ones(q_shape), jnp.ones(kv_shape)
+    with pytest.raises(LayerInputError, match=r"\[\.\.\., length, heads, depth\]"):
+        nn.dot_product_attention(q, kv, kv)
+    with pytest.raises(LayerInputError, match="query, key"):
+        nn.dot_product_attention_weights(q, kv)
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_query_scaling_is_flax_jnp_sqrt_of_depth_in_the_default_float(x64):
+    with jax.enable_x64(x64):
+        q, k = data(1, 2, 1, 3, seed=1), data(1, 4, 1, 3, seed=2)
+        if x64:
+            q, k = q.astype(jnp.float64), k.astype(jnp.float64)
+        got = nn.dot_product_attention_weights(q, k)
+        # Flax's formula, on the device: depth's sqrt in the default float, cast to q's dtype.
+        scaled = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        want = jax.nn.softmax(jnp.einsum("...qhd,...khd->...hqk", scaled, k))
+        assert got.dtype == q.dtype
+        np.testing.assert_array_equal(got, want)
+
+
 def test_sow_weights_stores_attention_weights():
     x = data(2, 3, 4)
     mha = nn.MultiHeadDotProductAttention(num_heads=2)
@@ -88,6 +114,20 @@ def test_custom_attention_fn_gets_only_the_arguments_it_takes():
     want = nn.MultiHeadDotProductAttention(num_heads=2).apply(variables, x, mask=mask)
     np.testing.assert_array_equal(y, want)
     assert seen["mask"] is mask
+
+
+def test_custom_attention_fn_with_var_keywords_gets_no_keywords_as_in_flax():
+    seen = []
+
+    def attend(query, key, value, **kwargs):
+        seen.append(kwargs)
+        return nn.dot_product_attention(query, key, value)
+
+    x = data(1, 3, 4)
+    mha = nn.MultiHeadDotProductAttention(num_heads=2, attention_fn=attend, dropout_rate=0.5)
+    mha.init(jax.random.key(0), x, mask=nn.make_causal_mask(jnp.ones((1, 3))), deterministic=True)
+    # Flax filters by the names in the signature, which a **kwargs catch-all never matches.
+    assert seen == [{}]
 
 
 def test_dropout_needs_deterministic_and_a_dropout_rng():

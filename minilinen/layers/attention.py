@@ -15,7 +15,7 @@ from jax import lax, random
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerInputError
-from minilinen.layers.common import merge_param, promote_dtype
+from minilinen.layers.common import Array, merge_param, promote_dtype
 from minilinen.layers.linear import DenseGeneral, default_kernel_init
 from minilinen.layers.normalization import LayerNorm
 from minilinen.module import Module, compact
@@ -31,15 +31,14 @@ __all__ = [
     "combine_masks",
 ]
 
-Array = Any
 Dtype = Any
 Initializer = Callable[..., Any]
 
 
 def _einsum_fn(precision: Any, dot_general: Callable[..., Array] | None) -> Callable[..., Array]:
-    if dot_general is None:
-        return functools.partial(jnp.einsum, precision=precision)
-    return functools.partial(jnp.einsum, precision=precision, _dot_general=dot_general)
+    return functools.partial(
+        jnp.einsum, precision=precision, _dot_general=dot_general or lax.dot_general
+    )
 
 
 def dot_product_attention_weights(
@@ -68,16 +67,17 @@ def dot_product_attention_weights(
     """
     if (precision is not None or einsum_dot_general is not None) and einsum is not None:
         raise LayerConfigError(
-            "precision/einsum_dot_general and einsum are mutually exclusive; pass only one."
+            "precision/einsum_dot_general and einsum (dot_product_attention's "
+            "qk_attn_weights_einsum) are mutually exclusive; pass only one."
         )
     if einsum is None:
         einsum = _einsum_fn(precision, einsum_dot_general)
     query, key = promote_dtype(query, key, dtype=dtype)
     dtype = query.dtype
     _check_qkv(query, key)
-    # sqrt in float64 then rounded is the correctly rounded float32 sqrt, so this
-    # host-side constant equals the device computation bit for bit.
-    query = query / np.asarray(np.float32(np.sqrt(query.shape[-1])), dtype=dtype)
+    # Flax divides by jnp.sqrt(depth) in the default float type (float64 under x64): the
+    # float64 sqrt rounded to that type is the same constant, made on the host.
+    query = query / np.asarray(np.sqrt(query.shape[-1]), jnp.result_type(float)).astype(dtype)
     weights = einsum("...qhd,...khd->...hqk", query, key)
     if bias is not None:
         weights = weights + bias
@@ -86,16 +86,14 @@ def dot_product_attention_weights(
     if force_fp32_for_softmax and dtype != jnp.float32:
         weights = jax.nn.softmax(weights.astype(jnp.float32))
     else:
-        weights = jax.nn.softmax(weights)
-        if weights.dtype != dtype:
-            weights = weights.astype(dtype)
+        # astype returns its operand unchanged when the dtype already matches.
+        weights = jax.nn.softmax(weights).astype(dtype)
     if module is not None:
         module.sow("intermediates", "attention_weights", weights)
     if not deterministic and dropout_rate > 0.0:
         keep_prob = 1.0 - dropout_rate
-        shape = weights.shape
-        if broadcast_dropout:
-            shape = (1,) * (key.ndim - 2) + shape[-2:]
+        # Broadcast dropout shares one keep-mask across the batch and head axes.
+        shape = (1,) * (key.ndim - 2) + weights.shape[-2:] if broadcast_dropout else weights.shape
         keep = random.bernoulli(dropout_rng, keep_prob, shape)
         weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype=dtype))
     return weights
@@ -104,9 +102,9 @@ def dot_product_attention_weights(
 def _check_qkv(query: Array, key: Array, value: Array | None = None) -> None:
     shapes = [query.shape, key.shape] + ([] if value is None else [value.shape])
     ok = (
-        len({len(s) for s in shapes}) == 1
-        and len({s[:-3] for s in shapes}) == 1
-        and len({s[-2] for s in shapes}) == 1
+        min(len(s) for s in shapes) >= 3
+        # One rank, one set of batch axes and one number of heads.
+        and len({(len(s), s[:-3], s[-2]) for s in shapes}) == 1
         and query.shape[-1] == key.shape[-1]
         and (value is None or key.shape[-3] == value.shape[-3])
     )
@@ -142,12 +140,6 @@ def dot_product_attention(
         raise LayerConfigError(
             "qk_attn_weights_einsum and attn_weights_value_einsum must be given together."
         )
-    if (precision is not None or einsum_dot_general is not None) and (
-        qk_attn_weights_einsum is not None
-    ):
-        raise LayerConfigError(
-            "precision/einsum_dot_general and the einsum overrides are mutually exclusive."
-        )
     query, key, value = promote_dtype(query, key, value, dtype=dtype)
     _check_qkv(query, key, value)
     weights = dot_product_attention_weights(
@@ -161,12 +153,9 @@ def dot_product_attention(
 
 
 @functools.lru_cache(maxsize=256)
-def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str] | None:
-    """Keyword names ``fn`` accepts (None: any), computed once per attention function."""
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return frozenset(p.name for p in params)
+def _parameter_names(fn: Callable[..., Any]) -> frozenset[str]:
+    """The names in ``fn``'s signature, computed once per attention function."""
+    return frozenset(inspect.signature(fn).parameters)
 
 
 _INPUTS_KV_DEPRECATED = (
@@ -239,31 +228,24 @@ class MultiHeadDotProductAttention(Module):
                 )
             inputs_k = inputs_v = inputs_kv
             warnings.warn(_INPUTS_KV_DEPRECATED, DeprecationWarning, stacklevel=2)
-        else:
-            if inputs_k is None:
-                if inputs_v is not None:
-                    raise LayerConfigError(
-                        "`inputs_k` cannot be None if `inputs_v` is not None. To use one array "
-                        "for both, pass it as inputs_k."
-                    )
-                inputs_k = inputs_q
-            if inputs_v is None:
-                inputs_v = inputs_k
-            elif inputs_v.shape[-1] == inputs_v.shape[-2]:
-                # Likely a mask passed positionally, as the pre-0.7.4 signature took it.
-                warnings.warn(
-                    _MASK_AS_VALUE.format(inputs_v.shape), DeprecationWarning, stacklevel=2
-                )
+        elif inputs_k is None and inputs_v is not None:
+            raise LayerConfigError(
+                "`inputs_k` cannot be None if `inputs_v` is not None. To use one array "
+                "for both, pass it as inputs_k."
+            )
+        elif inputs_v is not None and inputs_v.shape[-1] == inputs_v.shape[-2]:
+            # Likely a mask passed positionally, as the pre-0.7.4 signature took it.
+            warnings.warn(_MASK_AS_VALUE.format(inputs_v.shape), DeprecationWarning, stacklevel=2)
+        inputs_k = inputs_q if inputs_k is None else inputs_k
+        inputs_v = inputs_k if inputs_v is None else inputs_v
 
-        features = self.out_features or inputs_q.shape[-1]
         qkv_features = self.qkv_features or inputs_q.shape[-1]
         if qkv_features % self.num_heads:
             raise LayerConfigError(
                 f"qkv_features ({qkv_features}) must be divisible by num_heads ({self.num_heads})."
             )
         dense = functools.partial(
-            DenseGeneral,
-            axis=-1,
+            DenseGeneral,  # over the last axis (its default)
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             features=(self.num_heads, qkv_features // self.num_heads),
@@ -287,13 +269,13 @@ class MultiHeadDotProductAttention(Module):
         if self.decode:
             key, value, mask = self._decode_step(query, key, value, mask)
 
+        m_deterministic = True  # deterministic is needed (and merged) only with dropout
         if self.dropout_rate > 0.0:
             m_deterministic = merge_param("deterministic", self.deterministic, deterministic)
             if not m_deterministic and dropout_rng is None:
                 dropout_rng = self.make_rng("dropout")
-        else:
-            m_deterministic = True
 
+        build = lambda cls: cls() if cls else None  # each einsum factory is optional
         kwargs = {
             "mask": mask,
             "dropout_rng": dropout_rng,
@@ -303,22 +285,20 @@ class MultiHeadDotProductAttention(Module):
             "dtype": self.dtype,
             "precision": self.precision,
             "force_fp32_for_softmax": self.force_fp32_for_softmax,
-            "qk_attn_weights_einsum": (
-                self.qk_attn_weights_einsum_cls() if self.qk_attn_weights_einsum_cls else None
-            ),
-            "attn_weights_value_einsum": (
-                self.attn_weights_value_einsum_cls() if self.attn_weights_value_einsum_cls else None
-            ),
+            "qk_attn_weights_einsum": build(self.qk_attn_weights_einsum_cls),
+            "attn_weights_value_einsum": build(self.attn_weights_value_einsum_cls),
         }
         fn = self.attention_fn
-        accepted = None if fn is dot_product_attention else _accepted_kwargs(fn)
-        if accepted is not None:
+        if fn is not dot_product_attention:
+            # As Flax, a custom function gets only the keywords its signature names
+            # (none of them through a **kwargs catch-all).
+            accepted = _parameter_names(fn)
             kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         if sow_weights:
             kwargs["module"] = self
         x = fn(query, key, value, **kwargs)
         return dense(
-            features=features,
+            features=self.out_features or inputs_q.shape[-1],
             axis=(-2, -1),
             kernel_init=self.out_kernel_init or self.kernel_init,
             bias_init=self.out_bias_init or self.bias_init,
@@ -339,13 +319,14 @@ class MultiHeadDotProductAttention(Module):
             # The first call only sizes the cache (max length = this call's length).
             return key, value, mask
         *batch_dims, max_length, num_heads, depth = cached_key.value.shape
-        expected = tuple(batch_dims) + (1, num_heads, depth)
+        expected = (*batch_dims, 1, num_heads, depth)
         if expected != query.shape:
             raise LayerInputError(
                 f"Autoregressive decoding takes one token per call: expected query shape "
                 f"{expected}, got {query.shape}."
             )
         index = cache_index.value
+        # dynamic_update_slice needs one index dtype (int64 Python zeros break under x64).
         zero = jnp.array(0, dtype=index.dtype)
         start = (zero,) * len(batch_dims) + (index, zero, zero)
         key = lax.dynamic_update_slice(cached_key.value, key, start)
@@ -353,9 +334,7 @@ class MultiHeadDotProductAttention(Module):
         cached_key.value = key
         cached_value.value = value
         cache_index.value = index + 1
-        visible = jnp.broadcast_to(
-            jnp.arange(max_length) <= index, tuple(batch_dims) + (1, 1, max_length)
-        )
+        visible = jnp.broadcast_to(jnp.arange(max_length) <= index, (*batch_dims, 1, 1, max_length))
         return key, value, combine_masks(mask, visible)
 
 
@@ -402,9 +381,7 @@ def make_attention_mask(
 def make_causal_mask(x: Array, extra_batch_dims: int = 0, dtype: Dtype = jnp.float32) -> Array:
     """A mask letting position ``i`` attend to positions ``<= i`` of ``x``'s last axis."""
     idxs = jnp.broadcast_to(jnp.arange(x.shape[-1], dtype=jnp.int32), x.shape)
-    return make_attention_mask(
-        idxs, idxs, jnp.greater_equal, extra_batch_dims=extra_batch_dims, dtype=dtype
-    )
+    return make_attention_mask(idxs, idxs, jnp.greater_equal, extra_batch_dims, dtype)
 
 
 def combine_masks(*masks: Array | None, dtype: Dtype = jnp.float32) -> Array | None:

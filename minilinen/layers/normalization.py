@@ -12,7 +12,7 @@ from jax import lax
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerInputError
-from minilinen.layers.common import canonicalize_dtype, merge_param
+from minilinen.layers.common import Array, canonicalize_dtype, merge_param
 from minilinen.module import Module, compact
 
 __all__ = [
@@ -25,7 +25,6 @@ __all__ = [
     "SpectralNorm",
 ]
 
-Array = Any
 Dtype = Any
 Axes = int | Iterable[int]
 Initializer = Callable[..., Any]
@@ -59,7 +58,6 @@ def _stats(
     force_float32_reductions) configure it; ``cross_device=False`` skips the average.
     """
     axis_name = mdl.axis_name if cross_device else None
-    axis_index_groups = mdl.axis_index_groups
     dtype = x.dtype if mdl.dtype is None else jnp.dtype(mdl.dtype)
     if mdl.force_float32_reductions:
         dtype = jnp.promote_types(dtype, _float32)
@@ -69,90 +67,58 @@ def _stats(
     if mask is not None:
         mask = jnp.asarray(mask, dtype=bool)
 
-    def mean(*xs: Array) -> Any:
+    def means(*xs: Array) -> list[Array]:
         mus = [v.mean(axes, where=mask) for v in xs]
-        if axis_name is not None:
-            if len(mus) > 1:
-                # One collective for both moments: fewer cross-device round trips.
-                both = lax.pmean(jnp.stack(mus), axis_name, axis_index_groups=axis_index_groups)
-                mus = [both[i] for i in range(len(mus))]
-            else:
-                mus = [lax.pmean(mus[0], axis_name, axis_index_groups=axis_index_groups)]
-        return mus if len(mus) > 1 else mus[0]
+        if axis_name is None:
+            return mus
+        # One collective for all the moments: fewer cross-device round trips.
+        return list(lax.pmean(jnp.stack(mus), axis_name, axis_index_groups=mdl.axis_index_groups))
 
     if not use_mean:
-        var = mean(_square(x))
+        (var,) = means(_square(x))
         return jnp.zeros_like(var), var
     if mdl.use_fast_variance:
         # E[x^2] - E[x]^2: both reductions read x side by side (PERF_NOTES: ~35%
         # faster on XLA:CPU than reducing x - mean after a first pass).
-        mu, mu2 = mean(x, _square(x))
+        mu, mu2 = means(x, _square(x))
         return mu, jnp.maximum(0.0, mu2 - _square(mu))
-    mu = mean(x)
-    return mu, mean(_square(x - jnp.expand_dims(mu, axes)))
+    (mu,) = means(x)
+    (var,) = means(_square(x - jnp.expand_dims(mu, axes)))
+    return mu, var
 
 
 def _normalize(
-    mdl: Module,
-    x: Array,
-    mean: Array,
-    var: Array,
-    reduction_axes: Axes,
-    feature_axes: Axes,
-    use_bias: bool | None = None,
+    mdl: Module, x: Array, mean: Array, var: Array, reduction_axes: Axes, feature_axes: Axes
 ) -> Array:
     """``(x - mean) * (rsqrt(var + eps) * scale) + bias``, creating scale and bias.
 
-    The layer's own fields (dtype, param_dtype, epsilon, use_scale, scale_init,
-    bias_init, force_float32_reductions) configure it; ``use_bias`` overrides the
-    layer's field for layers that have none (RMSNorm).
+    The layer's own fields (dtype, param_dtype, epsilon, use_scale, use_bias, scale_init,
+    bias_init, force_float32_reductions) configure it.
     """
-    dtype, epsilon, use_scale = mdl.dtype, mdl.epsilon, mdl.use_scale
-    if use_bias is None:
-        use_bias = mdl.use_bias
     reduction_axes = _canonical_axes(x.ndim, reduction_axes)
     feature_axes = _canonical_axes(x.ndim, feature_axes)
     feature_shape = [x.shape[a] if a in feature_axes else 1 for a in range(x.ndim)]
     # A tuple (hashable) lets the scope cache the parameter's abstract shape.
     param_shape = tuple(x.shape[a] for a in feature_axes)
-    mean = jnp.expand_dims(mean, reduction_axes)
-    var = jnp.expand_dims(var, reduction_axes)
-    y = x - mean
+
+    def feature_param(name: str, init: Initializer) -> Array:
+        p = mdl.param(name, init, param_shape, mdl.param_dtype).reshape(feature_shape)
+        return p if mdl.force_float32_reductions else jnp.asarray(p, mdl.param_dtype)
+
+    y = x - jnp.expand_dims(mean, reduction_axes)
     # The scale folds into the per-feature factor, so the full-size work is one
     # subtract, one multiply and one add.
-    mul = lax.rsqrt(var + epsilon)
+    mul = lax.rsqrt(jnp.expand_dims(var, reduction_axes) + mdl.epsilon)
     args = [x]
-    if use_scale:
-        args.append(_feature_param(mdl, "scale", mdl.scale_init, param_shape, feature_shape))
+    if mdl.use_scale:
+        args.append(feature_param("scale", mdl.scale_init))
         mul = mul * args[-1]
     y = y * mul
-    if use_bias:
-        args.append(_feature_param(mdl, "bias", mdl.bias_init, param_shape, feature_shape))
+    if getattr(mdl, "use_bias", False):  # RMSNorm has no use_bias field: it adds no bias
+        args.append(feature_param("bias", mdl.bias_init))
         y = y + args[-1]
-    dtype = canonicalize_dtype(*args, dtype=dtype)
+    dtype = canonicalize_dtype(*args, dtype=mdl.dtype)
     return y if y.dtype == dtype else jnp.asarray(y, dtype)
-
-
-def _feature_param(
-    mdl: Module, name: str, init: Initializer, shape: tuple, feature_shape: list
-) -> Array:
-    """Parameter ``name`` of ``shape``, reshaped to broadcast along the feature axes."""
-    p = mdl.param(name, init, shape, mdl.param_dtype).reshape(feature_shape)
-    return p if mdl.force_float32_reductions else jnp.asarray(p, mdl.param_dtype)
-
-
-def _stats_and_normalize(
-    mdl: Module,
-    x: Array,
-    mask: Array | None,
-    reduction_axes: Axes,
-    feature_axes: Axes,
-    use_mean: bool = True,
-    use_bias: bool | None = None,
-) -> Array:
-    """``_normalize`` by the statistics of ``x`` itself over ``reduction_axes``."""
-    mean, var = _stats(mdl, x, reduction_axes, mask, use_mean)
-    return _normalize(mdl, x, mean, var, reduction_axes, feature_axes, use_bias)
 
 
 class BatchNorm(Module):
@@ -190,8 +156,7 @@ class BatchNorm(Module):
         if use_running_average:
             mean, var = ra_mean.value, ra_var.value
             if not self.force_float32_reductions:
-                mean = jnp.asarray(mean, self.param_dtype)
-                var = jnp.asarray(var, self.param_dtype)
+                mean, var = jnp.asarray(mean, self.param_dtype), jnp.asarray(var, self.param_dtype)
         else:
             initializing = self.is_initializing()
             # At init there is no mapped axis to average over yet.
@@ -223,7 +188,8 @@ class LayerNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x``."""
-        return _stats_and_normalize(self, x, mask, self.reduction_axes, self.feature_axes)
+        mean, var = _stats(self, x, self.reduction_axes, mask)
+        return _normalize(self, x, mean, var, self.reduction_axes, self.feature_axes)
 
 
 class RMSNorm(Module):
@@ -244,9 +210,8 @@ class RMSNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x``."""
-        return _stats_and_normalize(
-            self, x, mask, self.reduction_axes, self.feature_axes, use_mean=False, use_bias=False
-        )
+        mean, var = _stats(self, x, self.reduction_axes, mask, use_mean=False)
+        return _normalize(self, x, mean, var, self.reduction_axes, self.feature_axes)
 
 
 class GroupNorm(Module):
@@ -270,10 +235,9 @@ class GroupNorm(Module):
     @compact
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         """Normalizes ``x`` shaped ``(batch, *spatial, channels)``."""
-        reduction_axes = self.reduction_axes
-        if reduction_axes is None:
-            reduction_axes = list(range(1, x.ndim - 1)) + [-1]
-        reduction_axes = _canonical_axes(x.ndim, reduction_axes)
+        # By default, the spatial axes and the channels.
+        axes = [*range(1, x.ndim - 1), -1] if self.reduction_axes is None else self.reduction_axes
+        reduction_axes = _canonical_axes(x.ndim, axes)
         if reduction_axes[-1] != x.ndim - 1:
             raise LayerConfigError(
                 f"GroupNorm reduction_axes {self.reduction_axes} must include the last axis "
@@ -300,9 +264,9 @@ class GroupNorm(Module):
         grouped = x.shape[:-1] + (num_groups, group_size)
         if mask is not None:
             mask = mask.reshape(mask.shape[:-1] + (num_groups, group_size))
-        mean, var = _stats(self, x.reshape(grouped), list(reduction_axes[:-1]) + [-1], mask)
-        mean = jnp.repeat(mean, group_size, axis=-1)
-        var = jnp.repeat(var, group_size, axis=-1)
+        stats = _stats(self, x.reshape(grouped), list(reduction_axes[:-1]) + [-1], mask)
+        # One mean and variance per group, repeated for each of its channels.
+        mean, var = (jnp.repeat(s, group_size, axis=-1) for s in stats)
         return _normalize(self, x, mean, var, reduction_axes[:-1], (-1,))
 
 
@@ -332,7 +296,8 @@ class InstanceNorm(Module):
                 "be the batch axis (InstanceNorm feature_axes includes axis 0)."
             )
         reduction_axes = [i for i in range(1, x.ndim) if i not in feature_axes]
-        return _stats_and_normalize(self, x, mask, reduction_axes, feature_axes)
+        mean, var = _stats(self, x, reduction_axes, mask)
+        return _normalize(self, x, mean, var, reduction_axes, feature_axes)
 
 
 def _l2_normalize(x: Array, axis: Axes | None = None, eps: float = 1e-12) -> Array:
@@ -349,23 +314,18 @@ class _Reparametrized(Module):
     def _call_mapped(self, args: tuple, kwargs: dict, mutable: bool, **map_kwargs: Any) -> Any:
         from minilinen.transforms import map_variables
 
-        def trans_in(vs: Any) -> Any:
-            return jax.tree_util.tree_map_with_path(
-                lambda path, v: self._map(self._name_of(path), v, **map_kwargs), vs
-            )
+        def map_one(path: tuple, v: Array) -> Array:
+            # Named by its path below its collection, under the wrapped layer's name.
+            keys = jax.tree_util.keystr(path[1:], simple=True, separator="/")
+            return self._map(f"{self.layer_instance.name}/{keys}", v, **map_kwargs)
 
         body = map_variables(
             lambda layer: layer(*args, **kwargs),
-            trans_in_fn=trans_in,
+            trans_in_fn=lambda vs: jax.tree_util.tree_map_with_path(map_one, vs),
             init=self.is_initializing(),
             mutable=mutable,
         )
         return body(self.layer_instance)
-
-    def _name_of(self, path: tuple) -> str:
-        # The variable's path below its collection, under the wrapped layer's name.
-        keys = jax.tree_util.keystr(path[1:], simple=True, separator="/")
-        return f"{self.layer_instance.name}/{keys}"
 
 
 class WeightNorm(_Reparametrized):
@@ -390,18 +350,15 @@ class WeightNorm(_Reparametrized):
         # Flax matches the filter as substrings of the variable's path.
         if self.variable_filter and not any(f in name for f in self.variable_filter):
             return value
-        feature_axes = (
-            () if self.feature_axes is None else _canonical_axes(value.ndim, self.feature_axes)
-        )
+        axes = () if self.feature_axes is None else self.feature_axes  # None: one scale
+        feature_axes = _canonical_axes(value.ndim, axes)
         reduction_axes = tuple(i for i in range(value.ndim) if i not in feature_axes)
         value_bar = _l2_normalize(value, axis=reduction_axes, eps=self.epsilon)
         args = [vs]
         if self.use_scale:
-            feature_shape = [value.shape[a] if a in feature_axes else 1 for a in range(value.ndim)]
             shape = tuple(value.shape[a] for a in feature_axes)
             scale = self.param(name + "/scale", self.scale_init, shape, self.param_dtype)
-            scale = scale.reshape(feature_shape)
-            value_bar = value_bar * scale
+            value_bar = value_bar * jnp.expand_dims(scale, reduction_axes)
             args.append(scale)
         return jnp.asarray(value_bar, canonicalize_dtype(*args, dtype=self.dtype))
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import jax.numpy as jnp
 from jax import lax, random
 
-from minilinen.layers.common import merge_param
+from minilinen.layers.common import Array, merge_param
 from minilinen.module import Module, compact
 
 __all__ = ["Dropout"]
-
-Array = Any
 
 
 class Dropout(Module):

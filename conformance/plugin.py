@@ -45,28 +45,6 @@ flax.linen.kw_only_dataclasses = FlaxInternal("flax.linen.kw_only_dataclasses")
 flax.linen.transforms._HashableProxy = FlaxInternal("flax.linen.transforms._HashableProxy")
 
 
-class NotYetInMinilinen(types.ModuleType):
-    """A public Flax module minilinen does not have yet, imported at module level by a
-    test file (``flax.linen.fp8_ops`` by linen_test.py, ``flax.jax_utils`` by
-    linen_attention_test.py).
-
-    Present only in this harness, so that the file's other tests run; any use raises
-    ``NotInMinilinenError``, so the tests that need it FAIL (they are not excluded).
-    """
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise minilinen.errors.NotInMinilinenError(f"{self.__name__} is not in minilinen yet")
-
-
-for _parent, _name in ((flax.linen, "fp8_ops"), (flax, "jax_utils")):
-    try:
-        getattr(_parent, _name)
-    except (AttributeError, ImportError):
-        setattr(_parent, _name, NotYetInMinilinen(f"{_parent.__name__}.{_name}"))
-
-
 EXCLUDED = read_list(HERE / "excluded.txt")
 _outcomes: dict[str, dict] = {}
 

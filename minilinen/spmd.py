@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from minilinen.core.meta import (
     PARTITION_NAME,
     Partitioned,
     _with_sharding_constraint,  # Flax's tests patch it here: call it by this module's name
+    boxed_initializer,
     get_partition_spec,
     get_sharding,
     global_mesh_defined,
@@ -184,11 +184,5 @@ def with_logical_partitioning(
     rules: LogicalRules | None = None,
 ) -> Callable[..., LogicallyPartitioned]:
     """Wraps an initializer so its value comes boxed with logical axis ``names``."""
-
-    @functools.wraps(fn)
-    def init(*args: Any, **kwargs: Any) -> LogicallyPartitioned:
-        return LogicallyPartitioned(
-            fn(*args, **kwargs), tuple(names), mesh, None if rules is None else tuple(rules)
-        )
-
-    return init
+    rules = None if rules is None else tuple(rules)
+    return boxed_initializer(LogicallyPartitioned, fn, tuple(names), mesh, rules)

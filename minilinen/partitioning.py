@@ -94,9 +94,7 @@ class PartitionedVariable(Variable):
         super().__init__(scope, collection, name, unbox=False)
         self.axes, self.fallback = axes, fallback
 
-    def _constrain(self, value: Any) -> Any:
-        if self.axes is None:
-            return value
+    def _constrain(self, value: Any) -> Any:  # axes None: no constraint
         return with_sharding_constraint(value, self.axes, fallback=self.fallback)
 
     @property
@@ -140,11 +138,11 @@ def get_axis_names(axes_metadata: Any) -> Any:
 
 
 def _with_axis_in_metadata(target: Any, axis: Any, name: str, col: str) -> Any:
-    # The mapped axis exists outside the transform only: strip it on the way in,
-    # add it back on the way out.
+    # The mapped axis exists outside the transform only: strip it on the way in, add it
+    # back on the way out (written back only where ``col`` is mutable outside).
     axis = getattr(axis, "axis", axis)
 
-    def edit(tree: Any, insert: bool) -> Any:
+    def edit(insert: bool) -> Callable:
         def names(n: Any) -> Any:
             if n is None:
                 return n
@@ -160,12 +158,10 @@ def _with_axis_in_metadata(target: Any, axis: Any, name: str, col: str) -> Any:
                 return x
             return x.replace(names=_map_names(names, x.names))
 
-        return jax.tree_util.tree_map(box, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
+        is_box = lambda x: isinstance(x, AxisMetadata)  # noqa: E731
+        return lambda tree: jax.tree_util.tree_map(box, tree, is_leaf=is_box)
 
-    mutable = not context.stack or context.stack[-1].is_mutable_collection(col)
-    return map_variables(
-        target, col, lambda t: edit(t, False), lambda t: edit(t, True), mutable=mutable
-    )
+    return map_variables(target, col, edit(False), edit(True), mutable=True)
 
 
 def scan_with_axes(

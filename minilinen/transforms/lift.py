@@ -13,7 +13,7 @@ collections are grouped again and written back into ``S``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -57,10 +57,8 @@ class Pack:
         writable = functools.reduce(union, out_filters, ())
         self.mutable = intersect(self.scope.frame.mutable, writable)
         self.rng_paths = tuple(s.rng_path if rng_path is None else rng_path for s in self.scopes)
-        # rngs: None (each scope's streams), one dict, or one dict per scope.
+        # rngs: None (each scope's own streams), or one dict of streams per scope.
         per_rngs = [s.frame.rngs for s in self.scopes] if rngs is None else rngs
-        if isinstance(per_rngs, Mapping):
-            per_rngs = [per_rngs] * len(self.scopes)
         self.variable_groups = self._join(
             [group_collections(s.collections(), in_filters) for s in self.scopes]
         )
@@ -84,12 +82,9 @@ class Pack:
         for outer, groups, rng_group, rng_path in zip(
             self.scopes, self._split(variable_groups), per_rngs, self.rng_paths
         ):
-            variables: dict = {}
-            for group in groups:
-                variables.update(group_collections(group, (True,))[0])
-            rngs: dict = {}
-            for group in rng_group:
-                rngs.update(group)
+            # The groups merged, and copied so the inner frame can write them.
+            variables = group_collections({c: t for g in groups for c, t in g.items()}, (True,))[0]
+            rngs = {stream: key for g in rng_group for stream, key in g.items()}
             frame = Frame(variables, rngs, intersect(self.mutable, mutable), outer.frame.flags)
             frame.capture = outer.frame.capture
             scope = Scope(frame, None, outer.name, path=outer.path, rng_path=rng_path)

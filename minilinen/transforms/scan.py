@@ -16,7 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.extend import core as jex_core
+from jax.extend import linear_util as lu
 from jax.interpreters import partial_eval
 
 from minilinen import errors
@@ -54,47 +54,35 @@ def _move(tree: Any, source: int, dest: int) -> Any:
 
 
 def _slice_avals(tree: Any) -> Any:
-    def aval(x: Any) -> jax.ShapeDtypeStruct:
+    """The abstract value of one iteration's slice of each leaf."""
+
+    def aval(x: Any) -> Any:
         typed = jax.typeof(x)
-        return jax.ShapeDtypeStruct(
-            typed.shape[1:], typed.dtype, weak_type=getattr(typed, "weak_type", False)
-        )
+        sliced = jax.ShapeDtypeStruct(typed.shape[1:], typed.dtype, weak_type=typed.weak_type)
+        return jax.api_util.shaped_abstractify(sliced)
 
     return jax.tree_util.tree_map(aval, tree)
 
 
-def _dummy(var: Any) -> jax.Array:
-    aval = var.aval
-    if jax.dtypes.issubdtype(aval.dtype, jax.dtypes.prng_key):
-        return jnp.broadcast_to(jax.random.key(0), aval.shape)
-    return jnp.zeros(aval.shape, aval.dtype)
-
-
-def _loop_invariant_outputs(fn: Callable, *args: Any) -> Any:
-    """Evaluates the outputs of ``fn(*args)``, which must not depend on ``args``.
-
-    ``fn`` is traced once; its outputs are kept only if no path leads from an
-    input to them, then computed from the closed-over values alone.
-    """
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-    jaxpr = closed.jaxpr
-    pruned, _ = partial_eval.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
-    tainted = set(pruned.invars)
-    for eqn in pruned.eqns:
-        if any(isinstance(v, jex_core.Var) and v in tainted for v in eqn.invars):
-            tainted.update(eqn.outvars)
-    if any(isinstance(v, jex_core.Var) and v in tainted for v in pruned.outvars):
+def _loop_invariant_outputs(fn: Callable, *avals: Any) -> Any:
+    """Evaluates the outputs of ``fn`` on abstract inputs ``avals``, which they must not
+    depend on: as in Flax, a partial evaluation with every input unknown computes the
+    known values and stages the rest (side effects included) out, never run."""
+    flat, in_tree = jax.tree_util.tree_flatten(avals)
+    debug = jax.api_util.debug_info("nn.scan", fn, avals, {})
+    flat_fn, out_tree = jax.api_util.flatten_fun_nokwargs(
+        lu.wrap_init(fn, debug_info=debug), in_tree
+    )
+    unknown = [partial_eval.PartialVal.unknown(aval) for aval in flat]
+    _, outs, _ = partial_eval.trace_to_jaxpr_nounits(flat_fn, unknown)
+    if not all(out.is_known() for out in outs):
         raise errors.TransformError(
             "nn.scan: a broadcast variable (variable_broadcast, or an out_axes of "
             "nn.broadcast) depends on the loop's carry or scanned inputs. Broadcast "
             "values must be the same in every iteration; scan that collection with "
             "variable_axes, or carry it with variable_carry."
         )
-    # Inputs that only feed side effects (debug prints) get zeros.
-    flat = jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(pruned, closed.consts))(
-        *map(_dummy, pruned.invars)
-    )
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat)
+    return jax.tree_util.tree_unflatten(out_tree(), [out.get_known() for out in outs])
 
 
 def scan_scope(
@@ -177,7 +165,8 @@ def scan_scope(
                 kept = _per_axis(lambda axis, v: v if _is_broadcast(axis) else (), out_axes, y)
                 return b_out, kept
 
-            bvars, y_consts = _loop_invariant_outputs(first_pass, (cvars, init), _slice_avals(xs))
+            carry = jax.tree_util.tree_map(jax.typeof, (cvars, init))
+            bvars, y_consts = _loop_invariant_outputs(first_pass, carry, _slice_avals(xs))
         else:
             if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _is_broadcast)):
                 raise errors.TransformError(

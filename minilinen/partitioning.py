@@ -10,7 +10,6 @@ add the mapped axis to those names. The metadata-box API (``Partitioned``,
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from minilinen.spmd import _with_sharding_constraint  # noqa: F401  (Flax's test
 from minilinen.transforms import map_variables, scan, vmap
 from minilinen.transforms import remat as _remat
 from minilinen.transforms.filters import union
+from minilinen.transforms.lift import In, Out
 from minilinen.transforms.remat import remat_scope
 from minilinen.traverse_util import flatten_dict, unflatten_dict
 from minilinen.variables import Variable
@@ -39,10 +39,8 @@ LogicalRules = spmd.LogicalRules
 core_remat_static = remat_scope  # static_argnums index the arguments after the scope
 PRNGSequenceFilter = CollectionFilter
 
-# Flax's In/Out markers (an axis lifted on the way in / out only). nn.scan and nn.vmap
-# do not take them yet: they refuse them with a TransformError.
-ScanIn = dataclasses.make_dataclass("ScanIn", ["axis"], frozen=True)
-ScanOut = dataclasses.make_dataclass("ScanOut", ["axis"], frozen=True)
+# Flax's markers for a variable_axes value: the axis is lifted on the way in / out only.
+ScanIn, ScanOut = In, Out
 
 _UNSHARDED = spmd.RulesFallback.AXIS_IS_UNSHARDED
 

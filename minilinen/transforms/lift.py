@@ -12,8 +12,9 @@ collections are grouped again and written back into ``S``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -24,6 +25,7 @@ from minilinen.core.scope import CollectionFilter, Frame, Scope
 from minilinen.transforms.filters import group_collections, intersect, union
 
 __all__ = ["Pack", "add_axis", "remove_axis", "split_keys", "as_tuple", "mapped_size"]
+__all__ += ["In", "Out", "split_in_out"]
 
 
 class Pack:
@@ -131,6 +133,30 @@ def as_tuple(value: Any) -> tuple:
     if value is None:
         return ()
     return (value,) if isinstance(value, (str, int)) else tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class In:
+    """A ``variable_axes`` value of nn.scan/nn.vmap: the collection is mapped over
+    ``axis`` on the way in only (read inside, never written back)."""
+
+    axis: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Out:
+    """A ``variable_axes`` value of nn.scan/nn.vmap: the collection is made inside and
+    stacked on ``axis`` on the way out only (the given values are not read)."""
+
+    axis: Any
+
+
+def split_in_out(variable_axes: Mapping) -> tuple[tuple, tuple, tuple, tuple]:
+    """``variable_axes`` as (in filters, in axes, out filters, out axes)."""
+    ins = {f: a for f, a in variable_axes.items() if not isinstance(a, Out)}
+    outs = {f: a for f, a in variable_axes.items() if not isinstance(a, In)}
+    axis = lambda a: a.axis if isinstance(a, (In, Out)) else a  # noqa: E731
+    return tuple(ins), tuple(map(axis, ins.values())), tuple(outs), tuple(map(axis, outs.values()))
 
 
 def mapped_size(axes: Any, trees: Any, given: int | None, what: str, option: str) -> int:

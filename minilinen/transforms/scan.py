@@ -22,7 +22,7 @@ from jax.interpreters import partial_eval
 from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_keys
+from minilinen.transforms import lift
 from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["scan", "scan_scope", "broadcast"]
@@ -111,15 +111,14 @@ def scan_scope(
       split_rngs: streams that get a different key each iteration (True) or not.
       in_axes / out_axes: the scanned axis of each input / output, or ``nn.broadcast``.
     """
-    axis_filters = tuple(variable_axes.keys())
-    var_axes = tuple(variable_axes.values())
-    for axis in var_axes:
+    in_filters, var_in, out_filters, var_out = lift.split_in_out(variable_axes)
+    for axis in var_in + var_out:
         if not isinstance(axis, int):
             raise errors.TransformError(
                 f"nn.scan variable_axes must map collections to integer axes, got {axis!r}; "
                 "use variable_broadcast for collections shared by every iteration."
             )
-    filters = (variable_broadcast, variable_carry, *axis_filters)
+    shared = (variable_broadcast, variable_carry)
     rng_filters = tuple(split_rngs.keys())
     rng_split = tuple(bool(split) for split in split_rngs.values())
     params = dict(metadata_params)
@@ -128,14 +127,15 @@ def scan_scope(
         scan_kwargs["_split_transpose"] = True
 
     def lifted(scope: Scope, init: Any, *args: Any) -> tuple[Any, Any]:
-        pack = Pack(scope, filters, filters, rng_filters)
+        pack = lift.Pack(scope, shared + in_filters, shared + out_filters, rng_filters)
         bvars, cvars, *svars = pack.variable_groups
-        n = mapped_size(in_axes, args, length, "scan", "length")
+        n = lift.mapped_size(in_axes, args, length, "scan", "length")
         svars = tuple(
-            _move(remove_axis(group, axis, params), axis, 0) for group, axis in zip(svars, var_axes)
+            _move(lift.remove_axis(group, axis, params), axis, 0)
+            for group, axis in zip(svars, var_in)
         )
         keys = tuple(
-            split_keys(g, n) if split else () for g, split in zip(pack.rng_groups, rng_split)
+            lift.split_keys(g, n) if split else () for g, split in zip(pack.rng_groups, rng_split)
         )
         xs_args = _per_axis(
             lambda axis, x: () if _is_broadcast(axis) else _move(x, axis, 0), in_axes, args
@@ -188,7 +188,8 @@ def scan_scope(
             ys if y_consts is None else y_consts,  # None: no output is broadcast
         )
         s_out = tuple(
-            add_axis(_move(group, 0, axis), axis, params) for group, axis in zip(s_out, var_axes)
+            lift.add_axis(_move(group, 0, axis), axis, params)
+            for group, axis in zip(s_out, var_out)
         )
         pack.publish((bvars, c_out, *s_out))
         return c, ys

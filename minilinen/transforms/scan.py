@@ -56,24 +56,23 @@ def _move(tree: Any, source: int, dest: int) -> Any:
 def _slice_avals(tree: Any) -> Any:
     """The abstract value of one iteration's slice of each leaf."""
 
-    def aval(x: Any) -> Any:
+    def aval(x: Any) -> jax.ShapeDtypeStruct:
         typed = jax.typeof(x)
-        sliced = jax.ShapeDtypeStruct(typed.shape[1:], typed.dtype, weak_type=typed.weak_type)
-        return jax.api_util.shaped_abstractify(sliced)
+        return jax.ShapeDtypeStruct(typed.shape[1:], typed.dtype, weak_type=typed.weak_type)
 
     return jax.tree_util.tree_map(aval, tree)
 
 
-def _loop_invariant_outputs(fn: Callable, *avals: Any) -> Any:
-    """Evaluates the outputs of ``fn`` on abstract inputs ``avals``, which they must not
-    depend on: as in Flax, a partial evaluation with every input unknown computes the
-    known values and stages the rest (side effects included) out, never run."""
-    flat, in_tree = jax.tree_util.tree_flatten(avals)
-    debug = jax.api_util.debug_info("nn.scan", fn, avals, {})
+def _loop_invariant_outputs(fn: Callable, *args: Any) -> Any:
+    """Evaluates the outputs of ``fn(*args)``, which must not depend on ``args`` (arrays
+    or their shapes): as in Flax, a partial evaluation with every input unknown computes
+    the known values and stages the rest (side effects included) out, never run."""
+    flat, in_tree = jax.tree_util.tree_flatten(args)
+    debug = jax.api_util.debug_info("nn.scan", fn, args, {})
     flat_fn, out_tree = jax.api_util.flatten_fun_nokwargs(
         lu.wrap_init(fn, debug_info=debug), in_tree
     )
-    unknown = [partial_eval.PartialVal.unknown(aval) for aval in flat]
+    unknown = [partial_eval.PartialVal.unknown(jax.api_util.shaped_abstractify(x)) for x in flat]
     _, outs, _ = partial_eval.trace_to_jaxpr_nounits(flat_fn, unknown)
     if not all(out.is_known() for out in outs):
         raise errors.TransformError(
@@ -122,17 +121,14 @@ def scan_scope(
     rng_filters = tuple(split_rngs.keys())
     rng_split = tuple(bool(split) for split in split_rngs.values())
     params = dict(metadata_params)
-    scan_kwargs: dict = {"reverse": reverse, "unroll": unroll}
-    if _split_transpose:
-        scan_kwargs["_split_transpose"] = True
+    scan_kwargs = dict(reverse=reverse, unroll=unroll, _split_transpose=_split_transpose)
 
     def lifted(scope: Scope, init: Any, *args: Any) -> tuple[Any, Any]:
         pack = lift.Pack(scope, shared + in_filters, shared + out_filters, rng_filters)
         bvars, cvars, *svars = pack.variable_groups
         n = lift.mapped_size(in_axes, args, length, "scan", "length")
         svars = tuple(
-            _move(lift.remove_axis(group, axis, params), axis, 0)
-            for group, axis in zip(svars, var_in)
+            _move(lift.remove_axis(g, axis, params), axis, 0) for g, axis in zip(svars, var_in)
         )
         keys = tuple(
             lift.split_keys(g, n) if split else () for g, split in zip(pack.rng_groups, rng_split)
@@ -158,6 +154,7 @@ def scan_scope(
             return b_out, (c_out, c), (y, tuple(s_out))
 
         xs = (svars, keys, xs_args)
+        y_consts = None
         if check_constancy_invariants:
 
             def first_pass(carry: tuple, xs_i: tuple) -> tuple:
@@ -165,15 +162,12 @@ def scan_scope(
                 kept = _per_axis(lambda axis, v: v if _is_broadcast(axis) else (), out_axes, y)
                 return b_out, kept
 
-            carry = jax.tree_util.tree_map(jax.typeof, (cvars, init))
-            bvars, y_consts = _loop_invariant_outputs(first_pass, carry, _slice_avals(xs))
-        else:
-            if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _is_broadcast)):
-                raise errors.TransformError(
-                    "nn.scan with check_constancy_invariants=False cannot return broadcast "
-                    f"outputs (out_axes={out_axes!r})."
-                )
-            y_consts = None
+            bvars, y_consts = _loop_invariant_outputs(first_pass, (cvars, init), _slice_avals(xs))
+        elif any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _is_broadcast)):
+            raise errors.TransformError(
+                "nn.scan with check_constancy_invariants=False cannot return broadcast "
+                f"outputs (out_axes={out_axes!r})."
+            )
 
         def step(carry: tuple, xs_i: tuple) -> tuple:
             _, carry, (y, s_out) = body(bvars, carry, xs_i)
@@ -188,8 +182,7 @@ def scan_scope(
             ys if y_consts is None else y_consts,  # None: no output is broadcast
         )
         s_out = tuple(
-            lift.add_axis(_move(group, 0, axis), axis, params)
-            for group, axis in zip(s_out, var_out)
+            lift.add_axis(_move(g, 0, axis), axis, params) for g, axis in zip(s_out, var_out)
         )
         pack.publish((bvars, c_out, *s_out))
         return c, ys

@@ -80,9 +80,8 @@ class Pack:
     ) -> Any:
         """Fresh root scopes over the given groups, continuing the outer paths."""
         inner = []
-        per_rngs = self._split(rng_groups)
         for outer, groups, rng_group, rng_path in zip(
-            self.scopes, self._split(variable_groups), per_rngs, self.rng_paths
+            self.scopes, self._split(variable_groups), self._split(rng_groups), self.rng_paths
         ):
             # The groups merged, and copied so the inner frame can write them.
             variables = group_collections({c: t for g in groups for c, t in g.items()}, (True,))[0]
@@ -103,13 +102,10 @@ class Pack:
 
     def repack(self, inner: Any) -> tuple:
         """The inner frames' writable collections, grouped by the output filters."""
-        per_scope = []
-        for scope in (inner,) if self.single else inner:
-            frame = scope.frame
-            frame.valid = False
-            mutated = {c: t for c, t in frame.variables.items() if frame.is_mutable(c)}
-            per_scope.append(group_collections(mutated, self.out_filters))
-        return self._join(per_scope)
+        scopes = (inner,) if self.single else inner
+        for scope in scopes:
+            scope.frame.valid = False
+        return self._join([group_collections(s.frame.mutated(), self.out_filters) for s in scopes])
 
     def publish(self, out_groups: tuple) -> None:
         """Writes the transform's output collections back into the outer scopes."""

@@ -93,9 +93,7 @@ def jit_scope(
         call = [pack, False]
         calls.append(call)
         try:
-            y, out_groups = jitted(
-                signature, pack.variable_groups, pack.rng_groups, *args, **kwargs
-            )
+            y, out = jitted(signature, pack.variable_groups, pack.rng_groups, *args, **kwargs)
         finally:
             calls.pop()
         if call[1]:
@@ -107,7 +105,7 @@ def jit_scope(
                 for child in children:  # keyed (name,), as Scope keeps them
                     node = node.setdefault(child, {})
                 node[stream] = n
-        pack.publish(out_groups)
+        pack.publish(out)
         return y
 
     return lifted

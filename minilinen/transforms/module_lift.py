@@ -74,7 +74,8 @@ def _lift_class(
             f"methods= must be None, a list of method names or a dict of per-method "
             f"options, got {type(methods).__name__}."
         )
-    attrs: dict[str, Any] = {"__module__": cls.__module__}
+    new_name = prefix + cls.__name__
+    attrs: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": new_name}
     for name, opts in per_method.items():
         fn = getattr(cls, name, None)
         if fn is None or not callable(fn):
@@ -83,8 +84,6 @@ def _lift_class(
                 f"'{name}', which {cls.__name__} does not have."
             )
         attrs[name] = _mark_lifted(make_method(fn, cls, name, opts), fn)
-    new_name = prefix + cls.__name__
-    attrs["__qualname__"] = new_name
     lifted_cls = type(new_name, (cls,), attrs)
     if partial is not None:
         return functools.partial(lifted_cls, *partial.args, **partial.keywords)
@@ -147,9 +146,7 @@ class InnerCall:
         self._seen: dict[int, _Slot] = {}
         fields = _given_fields(module)
         self.fields = {f: self.hide(fields[f], module) for f in self.cls._field_names}
-        if args or kwargs:
-            args, kwargs = self.hide((tuple(args), dict(kwargs or {})))
-        self.args, self.kwargs = args, kwargs or {}
+        self.args, self.kwargs = self.hide((tuple(args), dict(kwargs or {})))
 
     @property
     def scope(self) -> Any:

@@ -10,7 +10,6 @@ add the mapped axis to those names. The metadata-box API (``Partitioned``,
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from minilinen.spmd import _with_sharding_constraint  # noqa: F401  (Flax's test
 from minilinen.transforms import map_variables, scan, vmap
 from minilinen.transforms import remat as _remat
 from minilinen.transforms.filters import union
+from minilinen.transforms.lift import In, Out
 from minilinen.transforms.remat import remat_scope
 from minilinen.traverse_util import flatten_dict, unflatten_dict
 from minilinen.variables import Variable
@@ -39,10 +39,8 @@ LogicalRules = spmd.LogicalRules
 core_remat_static = remat_scope  # static_argnums index the arguments after the scope
 PRNGSequenceFilter = CollectionFilter
 
-# Flax's In/Out markers (an axis lifted on the way in / out only). nn.scan and nn.vmap
-# do not take them yet: they refuse them with a TransformError.
-ScanIn = dataclasses.make_dataclass("ScanIn", ["axis"], frozen=True)
-ScanOut = dataclasses.make_dataclass("ScanOut", ["axis"], frozen=True)
+# Flax's markers for a variable_axes value: the axis is lifted on the way in / out only.
+ScanIn, ScanOut = In, Out
 
 _UNSHARDED = spmd.RulesFallback.AXIS_IS_UNSHARDED
 
@@ -94,9 +92,7 @@ class PartitionedVariable(Variable):
         super().__init__(scope, collection, name, unbox=False)
         self.axes, self.fallback = axes, fallback
 
-    def _constrain(self, value: Any) -> Any:
-        if self.axes is None:
-            return value
+    def _constrain(self, value: Any) -> Any:  # axes None: no constraint
         return with_sharding_constraint(value, self.axes, fallback=self.fallback)
 
     @property
@@ -140,11 +136,11 @@ def get_axis_names(axes_metadata: Any) -> Any:
 
 
 def _with_axis_in_metadata(target: Any, axis: Any, name: str, col: str) -> Any:
-    # The mapped axis exists outside the transform only: strip it on the way in,
-    # add it back on the way out.
+    # The mapped axis exists outside the transform only: strip it on the way in, add it
+    # back on the way out (written back only where ``col`` is mutable outside).
     axis = getattr(axis, "axis", axis)
 
-    def edit(tree: Any, insert: bool) -> Any:
+    def edit(insert: bool) -> Callable:
         def names(n: Any) -> Any:
             if n is None:
                 return n
@@ -160,12 +156,10 @@ def _with_axis_in_metadata(target: Any, axis: Any, name: str, col: str) -> Any:
                 return x
             return x.replace(names=_map_names(names, x.names))
 
-        return jax.tree_util.tree_map(box, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
+        is_box = lambda x: isinstance(x, AxisMetadata)  # noqa: E731
+        return lambda tree: jax.tree_util.tree_map(box, tree, is_leaf=is_box)
 
-    mutable = not context.stack or context.stack[-1].is_mutable_collection(col)
-    return map_variables(
-        target, col, lambda t: edit(t, False), lambda t: edit(t, True), mutable=mutable
-    )
+    return map_variables(target, col, edit(False), edit(True), mutable=True)
 
 
 def scan_with_axes(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from minilinen.core.meta import (
     PARTITION_NAME,
     Partitioned,
     _with_sharding_constraint,  # Flax's tests patch it here: call it by this module's name
+    boxed_initializer,
     get_partition_spec,
     get_sharding,
     global_mesh_defined,
@@ -79,7 +79,9 @@ def logical_axis_rules(rules: LogicalRules) -> Iterator[None]:
 _UNASSIGNED = object()  # a logical name no rule has mapped (yet)
 
 
-def _mesh_axes(names: Sequence[Any], rules: LogicalRules | None) -> list[Any]:
+def _mesh_axes(names: Sequence[Any], rules: LogicalRules | None) -> tuple[PartitionSpec, bool]:
+    """The mesh axes of logical ``names`` (None where no rule maps a name), and whether
+    some name was left unmapped."""
     rules = get_logical_axis_rules() if rules is None else rules
     names = list(names)
     repeated = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
@@ -98,15 +100,13 @@ def _mesh_axes(names: Sequence[Any], rules: LogicalRules | None) -> list[Any]:
         if result[pos] is _UNASSIGNED and not (wanted & used):
             result[pos] = mesh_axes
             used |= wanted
-    return result
+    spec = PartitionSpec(*(None if a is _UNASSIGNED else a for a in result))
+    return spec, any(a is _UNASSIGNED for a in result)
 
 
 def logical_to_mesh_axes(names: Any, rules: LogicalRules | None = None) -> PartitionSpec | None:
     """The mesh ``PartitionSpec`` for logical axis ``names`` (unmatched names: None)."""
-    if names is None:
-        return None
-    axes = _mesh_axes(names, rules)
-    return PartitionSpec(*(None if a is _UNASSIGNED else a for a in axes))
+    return None if names is None else _mesh_axes(names, rules)[0]
 
 
 def _is_spec(x: Any) -> bool:
@@ -153,13 +153,11 @@ def with_logical_constraint(
     def one(names: Any, leaf: Any) -> Any:
         if names is None:
             return _with_sharding_constraint(leaf, None, mesh=mesh)
-        axes = _mesh_axes(names, rules)
-        if any(a is _UNASSIGNED for a in axes):
-            if fallback is RulesFallback.RAISE_ERROR:
-                raise errors.TransformError(f"Logical axis names {tuple(names)} match no rule.")
-            if fallback is RulesFallback.NO_CONSTRAINT:
-                return leaf
-        spec = PartitionSpec(*(None if a is _UNASSIGNED else a for a in axes))
+        spec, unmapped = _mesh_axes(names, rules)
+        if unmapped and fallback is RulesFallback.RAISE_ERROR:
+            raise errors.TransformError(f"Logical axis names {tuple(names)} match no rule.")
+        if unmapped and fallback is RulesFallback.NO_CONSTRAINT:
+            return leaf
         return _with_sharding_constraint(leaf, spec, mesh=mesh)
 
     return jax.tree_util.tree_map(one, logical_axis_resources, x, is_leaf=_is_logical_names)
@@ -186,11 +184,5 @@ def with_logical_partitioning(
     rules: LogicalRules | None = None,
 ) -> Callable[..., LogicallyPartitioned]:
     """Wraps an initializer so its value comes boxed with logical axis ``names``."""
-
-    @functools.wraps(fn)
-    def init(*args: Any, **kwargs: Any) -> LogicallyPartitioned:
-        return LogicallyPartitioned(
-            fn(*args, **kwargs), tuple(names), mesh, None if rules is None else tuple(rules)
-        )
-
-    return init
+    rules = None if rules is None else tuple(rules)
+    return boxed_initializer(LogicallyPartitioned, fn, tuple(names), mesh, rules)

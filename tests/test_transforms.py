@@ -152,6 +152,27 @@ def test_scan_broadcast_value_depending_on_the_loop_is_an_error():
         Model().init(jax.random.PRNGKey(0), jnp.ones(2), jnp.ones((3, 2)))
 
 
+def test_scan_constancy_check_runs_no_side_effects_of_the_loop():
+    # The first pass that makes the broadcast params only computes what does not depend
+    # on the loop (as in Flax): the callback on the carry runs once per iteration.
+    seen = []
+
+    class Step(nn.Module):
+        @nn.compact
+        def __call__(self, c, x):
+            jax.debug.callback(lambda v: seen.append(float(v)), c.sum())
+            return nn.Dense(2)(c) + x, None
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, c, xs):
+            return scan(Step, variable_broadcast="params", split_rngs={"params": False})()(c, xs)
+
+    Model().init(jax.random.PRNGKey(0), jnp.ones(2), jnp.ones((3, 2)))
+    jax.effects_barrier()
+    assert len(seen) == 3 and seen[0] == 2.0
+
+
 def test_scan_carries_a_collection_and_reverses():
     class Count(nn.Module):
         @nn.compact

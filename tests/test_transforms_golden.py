@@ -21,7 +21,7 @@ from golden.transforms_cases import CASES, apply_case, box_names, grad_case
 from golden.tree_record import describe, flatten, load, rebuild
 
 import minilinen
-from minilinen import spmd, transforms
+from minilinen import partitioning, spmd, transforms
 
 GOLDEN = Path(__file__).parent / "golden" / "transforms"
 
@@ -32,6 +32,7 @@ def namespace() -> types.SimpleNamespace:
     for module in (transforms, spmd):
         for name in module.__all__:
             setattr(ns, name, getattr(module, name))
+    ns.partitioning = partitioning
     return ns
 
 

@@ -109,14 +109,19 @@ class Partitioned(struct.PyTreeNode, AxisMetadata):
         return NamedSharding(mesh, self.get_partition_spec())
 
 
-def with_partitioning(fn: Callable, names: Sequence[Any], mesh: Mesh | None = None) -> Callable:
-    """Wraps an initializer so its value comes boxed with mesh axis ``names``."""
+def boxed_initializer(box: type, fn: Callable, *metadata: Any) -> Callable:
+    """The initializer ``fn`` with its value boxed: ``box(value, *metadata)``."""
 
     @functools.wraps(fn)
-    def init(*args: Any, **kwargs: Any) -> Partitioned:
-        return Partitioned(fn(*args, **kwargs), tuple(names), mesh)
+    def init(*args: Any, **kwargs: Any) -> Any:
+        return box(fn(*args, **kwargs), *metadata)
 
     return init
+
+
+def with_partitioning(fn: Callable, names: Sequence[Any], mesh: Mesh | None = None) -> Callable:
+    """Wraps an initializer so its value comes boxed with mesh axis ``names``."""
+    return boxed_initializer(Partitioned, fn, tuple(names), mesh)
 
 
 def _is_box(x: Any) -> bool:

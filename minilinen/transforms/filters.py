@@ -18,11 +18,11 @@ from minilinen.core.scope import CollectionFilter, DenyList, in_filter
 __all__ = ["normalize", "union", "intersect", "subtract", "is_empty", "group_collections"]
 
 
-def _names(filter_: Any) -> tuple[str, ...]:
+def _names(filter_: Any) -> frozenset[str]:
     if filter_ is False or filter_ is None:
-        return ()
+        return frozenset()
     if isinstance(filter_, str):
-        return (filter_,)
+        return frozenset((filter_,))
     if isinstance(filter_, Iterable) and not isinstance(filter_, DenyList):
         names = set()
         for item in filter_:
@@ -32,25 +32,33 @@ def _names(filter_: Any) -> tuple[str, ...]:
                     f"names, got {item!r}."
                 )
             names.add(item)
-        return tuple(sorted(names))
+        return frozenset(names)
     raise errors.InvalidFilterError(
         f"Invalid collection filter {filter_!r}: use True, False, a collection name, "
         "a list of names, or DenyList(...)."
     )
 
 
+def _as_set(filter_: CollectionFilter) -> tuple[bool, frozenset]:
+    """``(deny, names)``: the filter matches ``names``, or (deny) all collections but them."""
+    if filter_ is True:
+        return True, frozenset()
+    if isinstance(filter_, DenyList):
+        deny, names = _as_set(filter_.deny)
+        return not deny, names
+    return False, _names(filter_)
+
+
+def _filter(deny: bool, names: frozenset) -> Any:
+    names = tuple(sorted(names))
+    if deny:
+        return DenyList(names) if names else True
+    return names
+
+
 def normalize(filter_: CollectionFilter) -> Any:
     """``True``, a sorted name tuple, or ``DenyList(sorted name tuple)``."""
-    if filter_ is True:
-        return True
-    if isinstance(filter_, DenyList):
-        deny = normalize(filter_.deny)
-        if deny is True:
-            return ()
-        if isinstance(deny, DenyList):
-            return deny.deny
-        return DenyList(deny) if deny else True
-    return _names(filter_)
+    return _filter(*_as_set(filter_))
 
 
 def union(a: CollectionFilter, b: CollectionFilter) -> Any:
@@ -60,18 +68,12 @@ def union(a: CollectionFilter, b: CollectionFilter) -> Any:
 
 def intersect(a: CollectionFilter, b: CollectionFilter) -> Any:
     """Collections matched by both ``a`` and ``b``."""
-    a, b = normalize(a), normalize(b)
-    if a is True:
-        return b
-    if b is True:
-        return a
-    if isinstance(a, DenyList) and isinstance(b, DenyList):
-        return normalize(DenyList(set(a.deny) | set(b.deny)))
-    if isinstance(b, DenyList):
-        a, b = b, a
-    if isinstance(a, DenyList):
-        return tuple(sorted(set(b) - set(a.deny)))
-    return tuple(sorted(set(a) & set(b)))
+    (deny_a, a), (deny_b, b) = _as_set(a), _as_set(b)
+    if deny_a and deny_b:
+        return _filter(True, a | b)
+    if deny_a or deny_b:  # the allowed names, less the denied ones
+        return _filter(False, a - b if deny_b else b - a)
+    return _filter(False, a & b)
 
 
 def subtract(a: CollectionFilter, b: CollectionFilter) -> Any:
@@ -81,12 +83,8 @@ def subtract(a: CollectionFilter, b: CollectionFilter) -> Any:
 
 def _complement(filter_: CollectionFilter) -> Any:
     """The collections ``filter_`` does not match, normalized."""
-    filter_ = normalize(filter_)
-    if filter_ is True:
-        return ()
-    if isinstance(filter_, DenyList):
-        return filter_.deny
-    return DenyList(filter_) if filter_ else True
+    deny, names = _as_set(filter_)
+    return _filter(not deny, names)
 
 
 def is_empty(filter_: CollectionFilter) -> bool:

@@ -20,26 +20,9 @@ from minilinen.core.scope import CollectionFilter, Scope
 from minilinen.module import Module
 from minilinen.transforms.lift import Pack, as_tuple
 from minilinen.transforms.module_lift import InnerCall, module_transform, self_counted
+from minilinen.traverse_util import flatten_dict
 
 __all__ = ["jit", "jit_scope", "fold_rngs", "fold_rngs_scope"]
-
-
-def _counts(counters: dict, prefix: tuple = ()) -> dict:
-    """RNG counters of a scope and its children, flat: ``{(*child names, stream): n}``."""
-    flat = {}
-    for key, value in counters.items():
-        flat.update(
-            _counts(value, prefix + key) if isinstance(value, dict) else {prefix + (key,): value}
-        )
-    return flat
-
-
-def _advance(counters: dict, delta: dict) -> None:
-    for path, step in delta.items():
-        node = counters
-        for name in path[:-1]:
-            node = node.setdefault((name,), {})
-        node[path[-1]] = node.get(path[-1], 0) + step
 
 
 def _forked_pack(scope: Any, variables: CollectionFilter, rngs: CollectionFilter) -> Pack:
@@ -99,32 +82,30 @@ def jit_scope(
         device=device,
         backend=backend,
     )
-    consumed: dict[tuple, list] = {}
+    left: dict[tuple, list] = {}  # signature -> the RNG counters its trace left, flat
 
     def lifted(scope: Any, key: Any, *args: Any, **kwargs: Any) -> Any:
         pack = _forked_pack(scope, variables, rngs)
-        scopes = pack.scopes
-        before = [_counts(s.rng_counters) for s in scopes]
+        counters = [s.rng_counters for s in pack.scopes]
         flags = tuple(sorted(pack.scope.frame.flags.items()))
-        counts = tuple(tuple(sorted(b.items(), key=repr)) for b in before)
+        counts = tuple(tuple(sorted(flatten_dict(c).items(), key=repr)) for c in counters)
         signature = (key, pack.mutable, flags, counts)
         call = [pack, False]
         calls.append(call)
         try:
-            y, out_groups = jitted(
-                signature, pack.variable_groups, pack.rng_groups, *args, **kwargs
-            )
+            y, out = jitted(signature, pack.variable_groups, pack.rng_groups, *args, **kwargs)
         finally:
             calls.pop()
         if call[1]:
-            consumed[signature] = [
-                {k: v - b.get(k, 0) for k, v in _counts(s.rng_counters).items()}
-                for s, b in zip(scopes, before)
-            ]
-        else:
-            for s, delta in zip(scopes, consumed.get(signature, ())):
-                _advance(s.rng_counters, delta)
-        pack.publish(out_groups)
+            left[signature] = [flatten_dict(c) for c in counters]
+        # On a cache hit no Python ran inside: the counters become what the trace left.
+        for c, flat in zip(counters, left.get(signature, ())):
+            for (*children, stream), n in flat.items():
+                node = c
+                for child in children:  # keyed (name,), as Scope keeps them
+                    node = node.setdefault(child, {})
+                node[stream] = n
+        pack.publish(out)
         return y
 
     return lifted

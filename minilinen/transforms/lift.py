@@ -12,6 +12,7 @@ collections are grouped again and written back into ``S``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +25,7 @@ from minilinen.core.scope import CollectionFilter, Frame, Scope
 from minilinen.transforms.filters import group_collections, intersect, union
 
 __all__ = ["Pack", "add_axis", "remove_axis", "split_keys", "as_tuple", "mapped_size"]
+__all__ += ["In", "Out", "split_in_out"]
 
 
 class Pack:
@@ -57,10 +59,8 @@ class Pack:
         writable = functools.reduce(union, out_filters, ())
         self.mutable = intersect(self.scope.frame.mutable, writable)
         self.rng_paths = tuple(s.rng_path if rng_path is None else rng_path for s in self.scopes)
-        # rngs: None (each scope's streams), one dict, or one dict per scope.
+        # rngs: None (each scope's own streams), or one dict of streams per scope.
         per_rngs = [s.frame.rngs for s in self.scopes] if rngs is None else rngs
-        if isinstance(per_rngs, Mapping):
-            per_rngs = [per_rngs] * len(self.scopes)
         self.variable_groups = self._join(
             [group_collections(s.collections(), in_filters) for s in self.scopes]
         )
@@ -80,16 +80,12 @@ class Pack:
     ) -> Any:
         """Fresh root scopes over the given groups, continuing the outer paths."""
         inner = []
-        per_rngs = self._split(rng_groups)
         for outer, groups, rng_group, rng_path in zip(
-            self.scopes, self._split(variable_groups), per_rngs, self.rng_paths
+            self.scopes, self._split(variable_groups), self._split(rng_groups), self.rng_paths
         ):
-            variables: dict = {}
-            for group in groups:
-                variables.update(group_collections(group, (True,))[0])
-            rngs: dict = {}
-            for group in rng_group:
-                rngs.update(group)
+            # The groups merged, and copied so the inner frame can write them.
+            variables = group_collections({c: t for g in groups for c, t in g.items()}, (True,))[0]
+            rngs = {stream: key for g in rng_group for stream, key in g.items()}
             frame = Frame(variables, rngs, intersect(self.mutable, mutable), outer.frame.flags)
             frame.capture = outer.frame.capture
             scope = Scope(frame, None, outer.name, path=outer.path, rng_path=rng_path)
@@ -106,13 +102,10 @@ class Pack:
 
     def repack(self, inner: Any) -> tuple:
         """The inner frames' writable collections, grouped by the output filters."""
-        per_scope = []
-        for scope in (inner,) if self.single else inner:
-            frame = scope.frame
-            frame.valid = False
-            mutated = {c: t for c, t in frame.variables.items() if frame.is_mutable(c)}
-            per_scope.append(group_collections(mutated, self.out_filters))
-        return self._join(per_scope)
+        scopes = (inner,) if self.single else inner
+        for scope in scopes:
+            scope.frame.valid = False
+        return self._join([group_collections(s.frame.mutated(), self.out_filters) for s in scopes])
 
     def publish(self, out_groups: tuple) -> None:
         """Writes the transform's output collections back into the outer scopes."""
@@ -136,6 +129,30 @@ def as_tuple(value: Any) -> tuple:
     if value is None:
         return ()
     return (value,) if isinstance(value, (str, int)) else tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class In:
+    """A ``variable_axes`` value of nn.scan/nn.vmap: the collection is mapped over
+    ``axis`` on the way in only (read inside, never written back)."""
+
+    axis: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Out:
+    """A ``variable_axes`` value of nn.scan/nn.vmap: the collection is made inside and
+    stacked on ``axis`` on the way out only (the given values are not read)."""
+
+    axis: Any
+
+
+def split_in_out(variable_axes: Mapping) -> tuple[tuple, tuple, tuple, tuple]:
+    """``variable_axes`` as (in filters, in axes, out filters, out axes)."""
+    ins = {f: a for f, a in variable_axes.items() if not isinstance(a, Out)}
+    outs = {f: a for f, a in variable_axes.items() if not isinstance(a, In)}
+    axis = lambda a: a.axis if isinstance(a, (In, Out)) else a  # noqa: E731
+    return tuple(ins), tuple(map(axis, ins.values())), tuple(outs), tuple(map(axis, outs.values()))
 
 
 def mapped_size(axes: Any, trees: Any, given: int | None, what: str, option: str) -> int:

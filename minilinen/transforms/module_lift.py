@@ -25,11 +25,9 @@ from minilinen.transforms.lift import Pack, as_tuple
 from minilinen.variables import Variable
 
 __all__ = [
-    "lift_target",
     "bound_scope",
     "lift_fns",
     "is_module_class",
-    "OPTIONS_ONLY",
     "InnerCall",
     "module_transform",
     "scope_method",
@@ -46,63 +44,27 @@ def is_module_class(target: Any) -> bool:
     return inspect.isclass(target) and issubclass(target, Module)
 
 
-# Passed as the target, a public transform returns its converted options instead.
-OPTIONS_ONLY = object()
-
-
-def lift_target(
-    target: Any,
-    prefix: str,
-    make_method: MakeMethod,
-    options: dict,
-    methods: Any = None,
-    public: Callable | None = None,
-) -> Any:
-    """Applies a lifted transform to a Module class or to a method.
-
-    ``public`` is the user-facing transform itself: ``methods={name: kwargs}`` gives
-    per-method keyword arguments, converted by calling it with ``OPTIONS_ONLY``.
-    """
-    if target is OPTIONS_ONLY:
-        return options
-    if is_module_class(target):
-        return _lift_class(target, prefix, make_method, options, methods, public)
-    if callable(target) and not isinstance(target, Module):
-        if methods is not None:
-            raise errors.TransformError(
-                f"methods= applies to a Module class; nn.{prefix.lower()} was given the "
-                f"function {getattr(target, '__name__', target)!r}."
-            )
-        name = getattr(target, "__name__", "__call__")
-        inner = target if getattr(target, "method_handler_wrapped", False) else None
-        inner = inner or _wrap_method(target, name)
-        method = make_method(inner, None, name, options)
-        return _mark_lifted(method, inner)
-    raise errors.TransformError(
-        f"nn.{prefix.lower()} transforms a Module class or a Module method, got "
-        f"{type(target).__name__} {target!r}."
-    )
+def _as_method(fn: Callable, name: str) -> Callable:
+    """``fn`` run as a Module method (setup, compact naming), wrapped once."""
+    return fn if getattr(fn, "method_handler_wrapped", False) else _wrap_method(fn, name)
 
 
 def _lift_class(
-    target: Any,
-    prefix: str,
-    make_method: MakeMethod,
-    options: dict,
-    methods: Any,
-    public: Callable | None,
+    target: Any, prefix: str, make_method: MakeMethod, options: dict, methods: Any, to_options
 ):
+    """A subclass of the Module class ``target`` whose ``methods`` are lifted: a list of
+    names (each with ``options``) or ``{name: keyword arguments of the transform}``."""
     partial = target if isinstance(target, functools.partial) else None
     cls = target.func if partial is not None else target
     if methods is None:
-        per_method = {"__call__": options}
-    elif isinstance(methods, (list, tuple)):
+        methods = ("__call__",)
+    if isinstance(methods, (list, tuple)):
         per_method = {m: options for m in methods}
-    elif isinstance(methods, Mapping) and public is not None:
+    elif isinstance(methods, Mapping):
         per_method = {}
         for m, opts in methods.items():
             try:
-                per_method[m] = public(OPTIONS_ONLY, **opts)
+                per_method[m] = to_options(**opts)
             except TypeError as e:
                 raise errors.TransformError(
                     f"methods['{m}'] of nn.{prefix.lower()} holds options it does not take: {e}"
@@ -112,7 +74,8 @@ def _lift_class(
             f"methods= must be None, a list of method names or a dict of per-method "
             f"options, got {type(methods).__name__}."
         )
-    attrs: dict[str, Any] = {"__module__": cls.__module__}
+    new_name = prefix + cls.__name__
+    attrs: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": new_name}
     for name, opts in per_method.items():
         fn = getattr(cls, name, None)
         if fn is None or not callable(fn):
@@ -121,8 +84,6 @@ def _lift_class(
                 f"'{name}', which {cls.__name__} does not have."
             )
         attrs[name] = _mark_lifted(make_method(fn, cls, name, opts), fn)
-    new_name = prefix + cls.__name__
-    attrs["__qualname__"] = new_name
     lifted_cls = type(new_name, (cls,), attrs)
     if partial is not None:
         return functools.partial(lifted_cls, *partial.args, **partial.keywords)
@@ -185,9 +146,7 @@ class InnerCall:
         self._seen: dict[int, _Slot] = {}
         fields = _given_fields(module)
         self.fields = {f: self.hide(fields[f], module) for f in self.cls._field_names}
-        if args or kwargs:
-            args, kwargs = self.hide((tuple(args), dict(kwargs or {})))
-        self.args, self.kwargs = args, kwargs or {}
+        self.args, self.kwargs = self.hide((tuple(args), dict(kwargs or {})))
 
     @property
     def scope(self) -> Any:
@@ -280,8 +239,7 @@ def lift_fns(
     calls = []
     for fn in fns:
         fn = getattr(fn, "__func__", fn)  # self.method: run it on the inner copy instead
-        if not getattr(fn, "method_handler_wrapped", False):
-            fn = _wrap_method(fn, getattr(fn, "__name__", where))
+        fn = _as_method(fn, getattr(fn, "__name__", where))
         calls.append(InnerCall(mdl, None, fn, where, args))
     return Pack(calls[0].scope, *filters), calls
 
@@ -330,20 +288,40 @@ def module_transform(
 ) -> Callable:
     """The public, Module-level transform over ``scope_transform(fn, **options)``: it
     takes ``scope_transform``'s options (same names, order and defaults) plus
-    ``methods=``; ``convert`` adapts them (e.g. argnums counted with ``self``)."""
+    ``methods=``; ``convert`` adapts them (e.g. argnums counted with ``self``).
+    Applied to a Module class it returns a subclass whose methods are lifted; to a
+    method (as a decorator), the lifted method."""
     signature = inspect.signature(scope_transform)
     make_method = make_method or scope_method(scope_transform, no_kwargs)
+    where = f"nn.{prefix.lower()}"
 
-    def transform(target: Any, *args: Any, methods: Any = None, **kwargs: Any) -> Any:
+    def to_options(*args: Any, **kwargs: Any) -> dict:
         try:
             bound = signature.bind(None, *args, **kwargs)
         except TypeError as e:
-            raise TypeError(f"nn.{prefix.lower()}: {e}") from None
+            raise TypeError(f"{where}: {e}") from None
         bound.apply_defaults()
         options = bound.arguments
         options.pop(next(iter(signature.parameters)))
-        options = convert(options) if convert is not None else options
-        return lift_target(target, prefix, make_method, options, methods, transform)
+        return options if convert is None else convert(options)
+
+    def transform(target: Any, *args: Any, methods: Any = None, **kwargs: Any) -> Any:
+        options = to_options(*args, **kwargs)
+        if is_module_class(target):
+            return _lift_class(target, prefix, make_method, options, methods, to_options)
+        if not callable(target) or isinstance(target, Module):
+            raise errors.TransformError(
+                f"{where} transforms a Module class or a Module method, got "
+                f"{type(target).__name__} {target!r}."
+            )
+        if methods is not None:
+            raise errors.TransformError(
+                f"methods= applies to a Module class; {where} was given the "
+                f"function {getattr(target, '__name__', target)!r}."
+            )
+        name = getattr(target, "__name__", "__call__")
+        inner = _as_method(target, name)
+        return _mark_lifted(make_method(inner, None, name, options), inner)
 
     transform.__name__ = transform.__qualname__ = prefix.lower()
     transform.__doc__ = scope_transform.__doc__

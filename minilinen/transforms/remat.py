@@ -48,16 +48,11 @@ def remat_scope(
         )
     # The checkpointed function takes (variable groups, rng groups, *args).
     static = tuple(i + 2 for i in as_tuple(static_argnums))
+    checkpoint_options = dict(static_argnums=static, prevent_cse=prevent_cse, policy=policy)
 
     def lifted(scope: Scope, *args: Any, **kwargs: Any) -> Any:
         pack = Pack(scope, (variables,), (variables,), (rngs,))
-
-        @functools.partial(
-            jax.checkpoint, static_argnums=static, prevent_cse=prevent_cse, policy=policy
-        )
-        def rematted(groups: tuple, rng_groups: tuple, *args: Any, **kwargs: Any) -> tuple:
-            return pack.run(fn, groups, rng_groups, *args, **kwargs)
-
+        rematted = jax.checkpoint(functools.partial(pack.run, fn), **checkpoint_options)
         y, out_groups = rematted(pack.variable_groups, pack.rng_groups, *args, **kwargs)
         pack.publish(out_groups)
         return y

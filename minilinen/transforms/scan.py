@@ -16,13 +16,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.extend import core as jex_core
+from jax.extend import linear_util as lu
 from jax.interpreters import partial_eval
 
 from minilinen import errors
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_keys
+from minilinen.transforms import lift
 from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["scan", "scan_scope", "broadcast"]
@@ -54,47 +54,34 @@ def _move(tree: Any, source: int, dest: int) -> Any:
 
 
 def _slice_avals(tree: Any) -> Any:
+    """The abstract value of one iteration's slice of each leaf."""
+
     def aval(x: Any) -> jax.ShapeDtypeStruct:
         typed = jax.typeof(x)
-        return jax.ShapeDtypeStruct(
-            typed.shape[1:], typed.dtype, weak_type=getattr(typed, "weak_type", False)
-        )
+        return jax.ShapeDtypeStruct(typed.shape[1:], typed.dtype, weak_type=typed.weak_type)
 
     return jax.tree_util.tree_map(aval, tree)
 
 
-def _dummy(var: Any) -> jax.Array:
-    aval = var.aval
-    if jax.dtypes.issubdtype(aval.dtype, jax.dtypes.prng_key):
-        return jnp.broadcast_to(jax.random.key(0), aval.shape)
-    return jnp.zeros(aval.shape, aval.dtype)
-
-
 def _loop_invariant_outputs(fn: Callable, *args: Any) -> Any:
-    """Evaluates the outputs of ``fn(*args)``, which must not depend on ``args``.
-
-    ``fn`` is traced once; its outputs are kept only if no path leads from an
-    input to them, then computed from the closed-over values alone.
-    """
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-    jaxpr = closed.jaxpr
-    pruned, _ = partial_eval.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
-    tainted = set(pruned.invars)
-    for eqn in pruned.eqns:
-        if any(isinstance(v, jex_core.Var) and v in tainted for v in eqn.invars):
-            tainted.update(eqn.outvars)
-    if any(isinstance(v, jex_core.Var) and v in tainted for v in pruned.outvars):
+    """Evaluates the outputs of ``fn(*args)``, which must not depend on ``args`` (arrays
+    or their shapes): as in Flax, a partial evaluation with every input unknown computes
+    the known values and stages the rest (side effects included) out, never run."""
+    flat, in_tree = jax.tree_util.tree_flatten(args)
+    debug = jax.api_util.debug_info("nn.scan", fn, args, {})
+    flat_fn, out_tree = jax.api_util.flatten_fun_nokwargs(
+        lu.wrap_init(fn, debug_info=debug), in_tree
+    )
+    unknown = [partial_eval.PartialVal.unknown(jax.api_util.shaped_abstractify(x)) for x in flat]
+    _, outs, _ = partial_eval.trace_to_jaxpr_nounits(flat_fn, unknown)
+    if not all(out.is_known() for out in outs):
         raise errors.TransformError(
             "nn.scan: a broadcast variable (variable_broadcast, or an out_axes of "
             "nn.broadcast) depends on the loop's carry or scanned inputs. Broadcast "
             "values must be the same in every iteration; scan that collection with "
             "variable_axes, or carry it with variable_carry."
         )
-    # Inputs that only feed side effects (debug prints) get zeros.
-    flat = jex_core.jaxpr_as_fun(jex_core.ClosedJaxpr(pruned, closed.consts))(
-        *map(_dummy, pruned.invars)
-    )
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat)
+    return jax.tree_util.tree_unflatten(out_tree(), [out.get_known() for out in outs])
 
 
 def scan_scope(
@@ -123,31 +110,28 @@ def scan_scope(
       split_rngs: streams that get a different key each iteration (True) or not.
       in_axes / out_axes: the scanned axis of each input / output, or ``nn.broadcast``.
     """
-    axis_filters = tuple(variable_axes.keys())
-    var_axes = tuple(variable_axes.values())
-    for axis in var_axes:
+    in_filters, var_in, out_filters, var_out = lift.split_in_out(variable_axes)
+    for axis in var_in + var_out:
         if not isinstance(axis, int):
             raise errors.TransformError(
                 f"nn.scan variable_axes must map collections to integer axes, got {axis!r}; "
                 "use variable_broadcast for collections shared by every iteration."
             )
-    filters = (variable_broadcast, variable_carry, *axis_filters)
+    shared = (variable_broadcast, variable_carry)
     rng_filters = tuple(split_rngs.keys())
     rng_split = tuple(bool(split) for split in split_rngs.values())
     params = dict(metadata_params)
-    scan_kwargs: dict = {"reverse": reverse, "unroll": unroll}
-    if _split_transpose:
-        scan_kwargs["_split_transpose"] = True
+    scan_kwargs = dict(reverse=reverse, unroll=unroll, _split_transpose=_split_transpose)
 
     def lifted(scope: Scope, init: Any, *args: Any) -> tuple[Any, Any]:
-        pack = Pack(scope, filters, filters, rng_filters)
+        pack = lift.Pack(scope, shared + in_filters, shared + out_filters, rng_filters)
         bvars, cvars, *svars = pack.variable_groups
-        n = mapped_size(in_axes, args, length, "scan", "length")
+        n = lift.mapped_size(in_axes, args, length, "scan", "length")
         svars = tuple(
-            _move(remove_axis(group, axis, params), axis, 0) for group, axis in zip(svars, var_axes)
+            _move(lift.remove_axis(g, axis, params), axis, 0) for g, axis in zip(svars, var_in)
         )
         keys = tuple(
-            split_keys(g, n) if split else () for g, split in zip(pack.rng_groups, rng_split)
+            lift.split_keys(g, n) if split else () for g, split in zip(pack.rng_groups, rng_split)
         )
         xs_args = _per_axis(
             lambda axis, x: () if _is_broadcast(axis) else _move(x, axis, 0), in_axes, args
@@ -170,6 +154,7 @@ def scan_scope(
             return b_out, (c_out, c), (y, tuple(s_out))
 
         xs = (svars, keys, xs_args)
+        y_consts = None
         if check_constancy_invariants:
 
             def first_pass(carry: tuple, xs_i: tuple) -> tuple:
@@ -178,13 +163,11 @@ def scan_scope(
                 return b_out, kept
 
             bvars, y_consts = _loop_invariant_outputs(first_pass, (cvars, init), _slice_avals(xs))
-        else:
-            if any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _is_broadcast)):
-                raise errors.TransformError(
-                    "nn.scan with check_constancy_invariants=False cannot return broadcast "
-                    f"outputs (out_axes={out_axes!r})."
-                )
-            y_consts = None
+        elif any(_is_broadcast(a) for a in jax.tree_util.tree_leaves(out_axes, _is_broadcast)):
+            raise errors.TransformError(
+                "nn.scan with check_constancy_invariants=False cannot return broadcast "
+                f"outputs (out_axes={out_axes!r})."
+            )
 
         def step(carry: tuple, xs_i: tuple) -> tuple:
             _, carry, (y, s_out) = body(bvars, carry, xs_i)
@@ -199,7 +182,7 @@ def scan_scope(
             ys if y_consts is None else y_consts,  # None: no output is broadcast
         )
         s_out = tuple(
-            add_axis(_move(group, 0, axis), axis, params) for group, axis in zip(s_out, var_axes)
+            lift.add_axis(_move(g, 0, axis), axis, params) for g, axis in zip(s_out, var_out)
         )
         pack.publish((bvars, c_out, *s_out))
         return c, ys

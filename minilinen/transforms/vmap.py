@@ -14,7 +14,7 @@ import jax
 
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.scope import CollectionFilter, Scope
-from minilinen.transforms.lift import Pack, add_axis, mapped_size, remove_axis, split_keys
+from minilinen.transforms import lift
 from minilinen.transforms.module_lift import module_transform
 
 __all__ = ["vmap", "vmap_scope"]
@@ -39,8 +39,7 @@ def vmap_scope(
       split_rngs: streams that get a different key per batch element (True) or not.
       axis_name: names the mapped axis for collectives such as ``jax.lax.pmean``.
     """
-    filters = tuple(variable_axes.keys())
-    var_axes = tuple(variable_axes.values())
+    in_filters, var_in, out_filters, var_out = lift.split_in_out(variable_axes)
     rng_filters = tuple(split_rngs.keys())
     rng_split = tuple(bool(split) for split in split_rngs.values())
     rng_axes = tuple(0 if split else None for split in rng_split)
@@ -49,24 +48,24 @@ def vmap_scope(
         in_axes = tuple(in_axes)
 
     def lifted(scope: Scope, *args: Any) -> Any:
-        pack = Pack(scope, filters, filters, rng_filters)
+        pack = lift.Pack(scope, in_filters, out_filters, rng_filters)
         groups = tuple(
-            remove_axis(g, axis, params) for g, axis in zip(pack.variable_groups, var_axes)
+            lift.remove_axis(g, axis, params) for g, axis in zip(pack.variable_groups, var_in)
         )
-        n = mapped_size((var_axes, in_axes), (groups, args), axis_size, "vmap", "axis_size")
+        n = lift.mapped_size((var_in, in_axes), (groups, args), axis_size, "vmap", "axis_size")
         rng_groups = tuple(
-            split_keys(g, n) if split else g for g, split in zip(pack.rng_groups, rng_split)
+            lift.split_keys(g, n) if split else g for g, split in zip(pack.rng_groups, rng_split)
         )
 
         y, out_groups = jax.vmap(
             lambda groups, rng_groups, args: pack.run(fn, groups, rng_groups, *args),
-            in_axes=(var_axes, rng_axes, in_axes),
-            out_axes=(out_axes, var_axes),
+            in_axes=(var_in, rng_axes, in_axes),
+            out_axes=(out_axes, var_out),
             axis_name=axis_name,
             axis_size=axis_size,
             spmd_axis_name=spmd_axis_name,
         )(groups, rng_groups, args)
-        pack.publish(tuple(add_axis(g, axis, params) for g, axis in zip(out_groups, var_axes)))
+        pack.publish(tuple(lift.add_axis(g, axis, params) for g, axis in zip(out_groups, var_out)))
         return y
 
     return lifted

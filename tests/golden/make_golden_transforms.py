@@ -33,6 +33,7 @@ def record(partitionable: bool) -> None:
 
     jax.config.update("jax_threefry_partitionable", partitionable)
     import flax.linen as nn
+    import flax.linen.partitioning  # noqa: F401  (nn.partitioning: ScanIn / ScanOut)
 
     sys.path.insert(0, str(HERE.parent))
     from golden.transforms_cases import CASES, apply_case, box_names, grad_case

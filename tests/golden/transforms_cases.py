@@ -272,6 +272,45 @@ def scan_of_vmap(nn):
     return Case(Model(), (data(2, 3), data(3, 2, 3, phase=0.7)), key(9))
 
 
+@case
+def scan_in_only_and_out_only_collections(nn):
+    # ScanIn: 'consts' is sliced per iteration but never written back; ScanOut: 'stats'
+    # starts fresh inside (the 100s given to apply are not read) and is stacked out.
+    p = nn.partitioning
+
+    class MarkedStep(nn.Module):
+        @nn.compact
+        def __call__(self, c, x):
+            h = nn.Dense(3)(c) + x
+            if self.has_variable("consts", "w"):
+                h = h * self.get_variable("consts", "w")
+            total = self.variable("stats", "sum", lambda: jnp.zeros(3))
+            total.value = total.value + h.sum(0)
+            return nn.tanh(h), h.sum(-1)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, c, xs):
+            step = nn.scan(
+                MarkedStep,
+                variable_axes={"params": 0, "consts": p.ScanIn(0), "stats": p.ScanOut(0)},
+                split_rngs={"params": True},
+            )
+            return step(name="s")(c, xs)
+
+    return Case(
+        Model(),
+        (data(2, 3), data(4, 2, 3, phase=0.4)),
+        key(48),
+        apply_kwargs={"mutable": ["stats", "consts"]},
+        extra={
+            "consts": {"s": {"w": data(4, 3, phase=1.1)}},
+            "stats": {"s": {"sum": jnp.full((4, 3), 100.0)}},
+        },
+        grad=True,
+    )
+
+
 # --- nn.vmap ---------------------------------------------------------------
 
 
@@ -367,6 +406,43 @@ def vmap_partitioned_params_axis_1(nn):
             return mapped()(x, None)[0]
 
     return Case(Model(), (data(3, 2, 4),), key(16))
+
+
+@case
+def vmap_in_only_and_out_only_collections(nn):
+    p = nn.partitioning
+
+    class Member(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(3)(x)
+            if self.has_variable("consts", "w"):
+                h = h * self.get_variable("consts", "w")
+            total = self.variable("stats", "sum", lambda: jnp.zeros(3))
+            total.value = total.value + h.sum(0)
+            return h
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            mapped = nn.vmap(
+                Member,
+                variable_axes={"params": None, "consts": p.ScanIn(0), "stats": p.ScanOut(1)},
+                split_rngs={"params": False},
+            )
+            return mapped(name="m")(x)
+
+    return Case(
+        Model(),
+        (data(3, 2, 4),),
+        key(49),
+        apply_kwargs={"mutable": ["stats", "consts"]},
+        extra={
+            "consts": {"m": {"w": data(3, 3, phase=0.9)}},
+            "stats": {"m": {"sum": jnp.full((3, 3), 100.0)}},
+        },
+        grad=True,
+    )
 
 
 # --- nn.remat / nn.remat_scan ----------------------------------------------

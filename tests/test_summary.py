@@ -269,6 +269,22 @@ def test_depth_folds_submodules_into_their_ancestor():
     assert root[0]["params"] == "30 (120 B)"
 
 
+def test_a_folded_row_lists_its_own_variables_and_counts_its_subtree():
+    class Scaled(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(x) * self.param("scale", nn.initializers.ones, (3,))
+
+    class Top(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return Scaled()(x)
+
+    (_, scaled, _) = rows(Top().tabulate(KEY, jnp.ones((1, 2)), depth=1, console_kwargs=PLAIN))
+    # Its own scale (3) is listed; the count adds its folded Dense 2->3 (9).
+    assert scaled["params"] == "scale: float32[3] | 12 (48 B)"
+
+
 def test_show_repeated_lists_every_call_and_counts_once():
     text = Net().tabulate(RNGS, jnp.ones((3, 2)), show_repeated=True, console_kwargs=PLAIN)
     table = rows(text)

@@ -208,30 +208,31 @@ def _measure_flops(call: _Call, rngs: dict, mutable: Any, columns: tuple[str, ..
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
     arrays, with_arrays = _picked((call.args, call.kwargs), _is_array)
 
-    def run(variables: Any, arrays: list, how: str = "apply") -> Any:
+    def run(variables: Any, keys: dict, arrays: list, how: str = "apply") -> Any:
         args, kwargs = with_arrays(arrays)
         kwargs.update(method=call.method, mutable=mutable)
         if how == "init":
-            return call.module.init(rngs, *args, **kwargs)
+            return call.module.init(keys, *args, **kwargs)
         # The updated variables are outputs too: Flax's VJP pulls a cotangent back through them.
-        return call.module.apply(variables, *args, rngs=rngs, **kwargs)
+        return call.module.apply(variables, *args, rngs=keys, **kwargs)
 
     # As in Flax, the module is initialized on its own (a vmapped one on its slice; a
     # WeightNorm with its wrapped layer, whose variables the model keeps elsewhere).
-    own = jax.eval_shape(partial(run, how="init"), None, arrays)
+    own = jax.eval_shape(partial(run, how="init"), None, rngs, arrays)
+    # The keys are traced arguments, as in Flax, so XLA folds none of the RNG work away.
 
     if "flops" in columns:
-        call.flops["flops"] = _cost(run, own, arrays)
+        call.flops["flops"] = _cost(run, own, rngs, arrays)
     if "vjp_flops" in columns:
-        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, arrays)
+        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, rngs, arrays)
 
 
 def _forward_and_backward(run: Callable) -> Callable:
     """``run``'s pullback of its own output, as Flax measures it: the forward pass
     is part of the cost, and the cotangent is no constant XLA could fold."""
 
-    def both(variables: Any, arrays: list) -> Any:
-        diff, with_diff = _picked((variables, arrays), _is_inexact)
+    def both(variables: Any, keys: dict, arrays: list) -> Any:
+        diff, with_diff = _picked((variables, keys, arrays), _is_inexact)
         of_diff = lambda *xs: _inexact_leaves(run(*with_diff(xs)))  # noqa: E731
         out, pullback = jax.vjp(of_diff, *diff)
         return pullback(out)

@@ -183,18 +183,10 @@ def _subtree(tree: Any, path: Path) -> Any:
     return tree if isinstance(tree, Mapping) else {}
 
 
-def _leaves(tree: Any) -> list[Any]:
-    return jax.tree_util.tree_leaves(tree)
-
-
 def _count(tree: Any) -> tuple[int, int]:
-    """(number of values, bytes) over the arrays in ``tree``."""
-    n = nbytes = 0
-    for leaf in filter(lambda x: hasattr(x, "shape"), _leaves(tree)):  # objects count nothing
-        size = int(np.prod(leaf.shape))
-        n += size
-        nbytes += size * np.dtype(leaf.dtype).itemsize
-    return n, nbytes
+    """(number of values, bytes) over the arrays in ``tree``; other objects count nothing."""
+    arrays = [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "shape")]
+    return sum(x.size for x in arrays), sum(x.size * x.dtype.itemsize for x in arrays)
 
 
 # --- FLOPs --------------------------------------------------------------------
@@ -261,7 +253,7 @@ def _is_inexact(x: Any) -> bool:
 
 
 def _inexact_leaves(tree: Any) -> list:
-    return [y for y in _leaves(tree) if _is_inexact(y)]
+    return [y for y in jax.tree_util.tree_leaves(tree) if _is_inexact(y)]
 
 
 def _cost(fn: Callable, *shapes: Any) -> int:

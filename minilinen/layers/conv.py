@@ -116,7 +116,9 @@ class Conv(Module):
 
         in_features = inputs.shape[-1]
         dims = _dimension_numbers(inputs.ndim)
-        spatial = dict(lhs_dilation=input_dilation, rhs_dilation=kernel_dilation)
+        conv_args = dict(
+            lhs_dilation=input_dilation, rhs_dilation=kernel_dilation, dimension_numbers=dims
+        )
         if self.shared_weights:
             if in_features % self.feature_group_count:
                 raise LayerConfigError(
@@ -132,33 +134,21 @@ class Conv(Module):
                     f"got {self.feature_group_count}."
                 )
             # One kernel per output position: the output's spatial shape sizes it.
-            conv = self._conv_fn()
+            standard = self._conv_fn()
             out = jax.eval_shape(
-                lambda lhs, rhs: conv(
-                    lhs, rhs, strides, padding, **spatial, dimension_numbers=dims
-                ),
+                lambda lhs, rhs: standard(lhs, rhs, strides, padding, **conv_args),
                 inputs,
                 jax.ShapeDtypeStruct(kernel_size + (in_features, self.features), inputs.dtype),
             ).shape
             kernel_shape = out[1:-1] + (int(np.prod(kernel_size)) * in_features, self.features)
             bias_shape = out[1:]
         inputs, kernel, bias = _params(self, inputs, kernel_shape, bias_shape)
+        # Made after the parameters, as in Flax: a conv_general_dilated_cls module is named then.
         if self.shared_weights:
-            y = self._conv_fn()(
-                inputs,
-                kernel,
-                strides,
-                padding,
-                **spatial,
-                dimension_numbers=dims,
-                feature_group_count=self.feature_group_count,
-                precision=self.precision,
-            )
+            conv = functools.partial(self._conv_fn(), feature_group_count=self.feature_group_count)
         else:
-            y = lax.conv_general_dilated_local(
-                inputs, kernel, strides, padding, kernel_size, **spatial,
-                dimension_numbers=dims, precision=self.precision,
-            )  # fmt: skip
+            conv = functools.partial(lax.conv_general_dilated_local, filter_shape=kernel_size)
+        y = conv(inputs, kernel, strides, padding, **conv_args, precision=self.precision)
         return _finish(y, bias, batch_shape)
 
     @property

@@ -14,7 +14,7 @@ from jax import lax
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerNotSupportedError
 from minilinen.layers.common import add_bias, canonicalize_tuple, promote_dtype
-from minilinen.layers.linear import default_kernel_init, kernel_and_bias
+from minilinen.layers.linear import default_kernel_init, kernel_and_bias, pick_op
 from minilinen.module import Module, compact, nowrap
 
 __all__ = ["Conv", "ConvLocal", "ConvTranspose", "canonicalize_padding"]
@@ -158,9 +158,8 @@ class Conv(Module):
 
     @nowrap
     def _conv_fn(self) -> Callable[..., Array]:
-        if self.conv_general_dilated_cls is not None:
-            return self.conv_general_dilated_cls()
-        return self.conv_general_dilated or lax.conv_general_dilated
+        fn, cls = self.conv_general_dilated, self.conv_general_dilated_cls
+        return pick_op(fn, cls, lax.conv_general_dilated)
 
 
 class ConvLocal(Conv):

@@ -28,7 +28,7 @@ import rich.text
 import yaml
 
 from minilinen.core.frozen_dict import unfreeze
-from minilinen.core.meta import AxisMetadata, Partitioned
+from minilinen.core.meta import Partitioned
 from minilinen.core.scope import DenyList
 from minilinen.module import Module
 from minilinen.module_context import InterceptorContext, intercept_methods
@@ -147,7 +147,7 @@ def _abstract(tree: Any) -> Any:
             return jax.ShapeDtypeStruct(x.shape, x.dtype)
         return x
 
-    return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
+    return jax.tree_util.tree_map(leaf, tree)
 
 
 def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> list[_Call]:
@@ -164,15 +164,6 @@ def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> 
 
 
 # --- variables per module -----------------------------------------------------
-
-
-def _children(calls: list[_Call]) -> dict[Path, set[str]]:
-    """Names of the submodules called under each path."""
-    kids: dict[Path, set[str]] = {}
-    for call in calls:
-        for i in range(len(call.path)):
-            kids.setdefault(call.path[:i], set()).add(call.path[i])
-    return kids
 
 
 def _subtree(tree: Any, path: Path) -> Any:
@@ -323,10 +314,6 @@ def _module_cell(call: _Call) -> str:
     return name if call.method == "__call__" else f"{name} [dim]({call.method})[/dim]"
 
 
-def _collections(variables: dict) -> list[str]:
-    return sorted(variables, key=lambda col: (col != "params", col))
-
-
 def _render(
     title: str,
     calls: list[_Call],
@@ -338,8 +325,8 @@ def _render(
     table_kwargs: Mapping[str, Any],
     column_kwargs: Mapping[str, Any],
 ) -> str:
-    kids = _children(calls)
-    cols = _collections(variables)
+    called = {call.path for call in calls}  # a key of a called path's is a submodule's
+    cols = sorted(variables, key=lambda col: (col != "params", col))
     options = {"title": f"{title} Summary", "show_header": True, "show_lines": True}
     table = rich.table.Table(**{**options, "show_footer": True, **table_kwargs})
     headers = ["path", "module", "inputs", "outputs", *flop_columns]
@@ -362,7 +349,7 @@ def _render(
             # A module's variables belong to its first row only: its own ones listed, counted
             # with its submodules' where the depth folds them into it.
             tree = {} if repeated else _subtree(variables[col], call.path)
-            own = {k: v for k, v in tree.items() if k not in kids.get(call.path, ())}
+            own = {k: v for k, v in tree.items() if call.path + (k,) not in called}
             listing = _yaml(own) + "\n\n" if own else ""
             cells.append(f"{listing}[bold]{_size(tree if folded else own)}[/bold]")
         table.add_row(*cells)

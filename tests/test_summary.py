@@ -481,6 +481,16 @@ def test_partitioned_variables_show_their_mesh_axes():
     )
 
 
+def test_boxed_outputs_show_their_shape_and_mesh_axes():
+    class Boxed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Partitioned(nn.Dense(2)(x), ("data", None)), x
+
+    (row, *_) = rows(Boxed().tabulate(KEY, jnp.ones((1, 3)), console_kwargs=PLAIN))
+    assert row["outputs"] == "- float32[1,2] P(data, None) | - float32[1,3]"
+
+
 def test_variables_that_are_not_arrays_are_listed_and_count_nothing():
     class Tags(nn.struct.PyTreeNode):
         names: tuple = nn.struct.field(pytree_node=False)

@@ -219,21 +219,16 @@ class ConvTranspose(Module):
         inputs, batch_shape = _flatten_batch(inputs, rank)
         strides = _broadcast(self.strides, rank)
         kernel_dilation = _broadcast(self.kernel_dilation, rank)
-        in_features = inputs.shape[-1]
-        if self.transpose_kernel:
-            kernel_shape = kernel_size + (self.features, in_features)
-        else:
-            kernel_shape = kernel_size + (in_features, self.features)
+        in_out = (inputs.shape[-1], self.features)  # swapped in a transpose_kernel kernel
+        kernel_shape = kernel_size + (in_out[::-1] if self.transpose_kernel else in_out)
         padding = canonicalize_padding(self.padding, rank)
-        circular = padding == "CIRCULAR"
-        if circular:
-            padding = "VALID"
+        circular = padding == "CIRCULAR"  # a VALID convolution, folded onto the torus below
         inputs, kernel, bias = _params(self, inputs, kernel_shape, (self.features,))
         y = lax.conv_transpose(
             inputs,
             kernel,
             strides,
-            padding,
+            "VALID" if circular else padding,
             rhs_dilation=kernel_dilation,
             transpose_kernel=self.transpose_kernel,
             precision=self.precision,
@@ -250,10 +245,9 @@ def _wrap_circular(
     """Folds a VALID transposed convolution onto a torus of size ``input * stride``."""
     periods = [n * s for n, s in zip(in_spatial, strides)]
     diffs = [-(m - p) % (2 * p) for m, p in zip(y.shape[1:-1], periods)]
-    if transpose_kernel:
-        pads = [(d // 2, (d + 1) // 2) for d in diffs]
-    else:
-        pads = [((d + 1) // 2, d // 2) for d in diffs]
+    pads = [((d + 1) // 2, d // 2) for d in diffs]
+    if transpose_kernel:  # the odd element of the padding goes after, not before (as Flax)
+        pads = [p[::-1] for p in pads]
     y = jnp.pad(y, [(0, 0)] + pads + [(0, 0)])
     for i in range(1, y.ndim - 1):
         y = y.reshape(y.shape[:i] + (-1, periods[i - 1]) + y.shape[i + 1 :])

@@ -1,23 +1,30 @@
 """``nn.tabulate`` / ``Module.tabulate`` on the seeds' models, against hand-counted totals.
 
 Every expected count below is worked out by hand from the layer shapes (a Dense
-from m to n features holds m*n + n values), never read back from the table.
+from m to n features holds m*n + n values), never read back from the table. At the
+end, the cases of ``golden/summary_cases.py`` must draw the very text the real Flax
+drew for them (``golden/make_golden_summary.py``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from golden.summary_cases import CASES, CONSOLES, render
 from jax import lax, random
 
 import minilinen as nn
 from minilinen.summary import tabulate
+
+GOLDEN = Path(__file__).parent / "golden" / "summary" / "tables.json"
 
 PLAIN = {"force_terminal": False}  # no ANSI styles: the text is parsed below
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -523,3 +530,14 @@ def test_weight_norm_wrapper_rows_and_flops():
     # Measured on its own, the wrapper's FLOPs include its wrapped layer's (1*2*3 * 2 + 3).
     assert paths["Dense_0"]["flops"] == "15"
     assert float(paths["WeightNorm_0"]["flops"]) > 15
+
+
+# --- the same tables as Flax, byte for byte -----------------------------------------
+
+
+@pytest.mark.parametrize("console", list(CONSOLES))
+@pytest.mark.parametrize("name", list(CASES))
+def test_tables_match_flax(name, console):
+    # Recorded with the real Flax by golden/make_golden_summary.py.
+    expected = json.loads(GOLDEN.read_text())["tables"][name][console]
+    assert render(nn, name, console) == expected

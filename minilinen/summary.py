@@ -280,11 +280,14 @@ def _plain(value: Any) -> Any:
         return {_plain_key(k): _plain(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):  # by its fields
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return repr(_plain_key(value))  # a value a pytree node keeps outside its leaves
+    # A value a pytree node keeps outside its leaves; an Enum by its value, as in Flax.
+    return repr(value.value if isinstance(value, enum.Enum) else value)
 
 
 def _plain_key(key: Any) -> Any:
-    return key.value if isinstance(key, enum.Enum) else key  # YAML cannot dump an Enum
+    key = key.value if isinstance(key, enum.Enum) else key
+    # YAML writes strings, numbers and the like; another key shows as its repr (Flax fails).
+    return key if type(key) in yaml.SafeDumper.yaml_representers else repr(key)
 
 
 def _yaml(value: Any) -> str:

@@ -488,6 +488,19 @@ def test_partitioned_variables_show_their_mesh_axes():
     )
 
 
+def test_keys_yaml_cannot_write_show_as_their_repr():
+    class Key:
+        def __repr__(self):
+            return "Key()"
+
+    class Lookup(nn.Module):
+        def __call__(self, table):
+            return list(table.values())[0]
+
+    (row, _) = rows(Lookup().tabulate(KEY, {Key(): jnp.ones((2,))}, console_kwargs=PLAIN))
+    assert row["inputs"] == "Key(): float32[2]"
+
+
 def test_boxed_outputs_show_their_shape_and_mesh_axes():
     class Boxed(nn.Module):
         @nn.compact

@@ -202,8 +202,8 @@ def _measure_flops(call: _Call, rngs: dict, mutable: Any, columns: tuple[str, ..
     # As in Flax, the module is initialized on its own (a vmapped one on its slice; a
     # WeightNorm with its wrapped layer, whose variables the model keeps elsewhere).
     own = jax.eval_shape(partial(run, how="init"), None, rngs, arrays)
-    # The keys are traced arguments, as in Flax, so XLA folds none of the RNG work away.
 
+    # The keys are traced arguments, as in Flax, so XLA folds none of the RNG work away.
     if "flops" in columns:
         call.flops["flops"] = _cost(run, own, rngs, arrays)
     if "vjp_flops" in columns:

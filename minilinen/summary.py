@@ -12,6 +12,7 @@ XLA's cost analysis of that call alone, lowered but never run.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import io
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -24,9 +25,10 @@ import numpy as np
 import rich.console
 import rich.table
 import rich.text
+import yaml
 
 from minilinen.core.frozen_dict import unfreeze
-from minilinen.core.meta import AxisMetadata, Partitioned
+from minilinen.core.meta import Partitioned
 from minilinen.core.scope import DenyList
 from minilinen.module import Module
 from minilinen.module_context import InterceptorContext, intercept_methods
@@ -145,7 +147,7 @@ def _abstract(tree: Any) -> Any:
             return jax.ShapeDtypeStruct(x.shape, x.dtype)
         return x
 
-    return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda x: isinstance(x, AxisMetadata))
+    return jax.tree_util.tree_map(leaf, tree)
 
 
 def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> list[_Call]:
@@ -164,15 +166,6 @@ def _select_rows(calls: list[_Call], depth: int | None, show_repeated: bool) -> 
 # --- variables per module -----------------------------------------------------
 
 
-def _children(calls: list[_Call]) -> dict[Path, set[str]]:
-    """Names of the submodules called under each path."""
-    kids: dict[Path, set[str]] = {}
-    for call in calls:
-        for i in range(len(call.path)):
-            kids.setdefault(call.path[:i], set()).add(call.path[i])
-    return kids
-
-
 def _subtree(tree: Any, path: Path) -> Any:
     for name in path:
         if not isinstance(tree, Mapping) or name not in tree:
@@ -181,18 +174,10 @@ def _subtree(tree: Any, path: Path) -> Any:
     return tree if isinstance(tree, Mapping) else {}
 
 
-def _leaves(tree: Any) -> list[Any]:
-    return jax.tree_util.tree_leaves(tree)
-
-
 def _count(tree: Any) -> tuple[int, int]:
-    """(number of values, bytes) over the arrays in ``tree``."""
-    n = nbytes = 0
-    for leaf in filter(lambda x: hasattr(x, "shape"), _leaves(tree)):  # objects count nothing
-        size = int(np.prod(leaf.shape))
-        n += size
-        nbytes += size * np.dtype(leaf.dtype).itemsize
-    return n, nbytes
+    """(number of values, bytes) over the arrays in ``tree``; other objects count nothing."""
+    arrays = [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "shape")]
+    return sum(x.size for x in arrays), sum(x.size * x.dtype.itemsize for x in arrays)
 
 
 # --- FLOPs --------------------------------------------------------------------
@@ -206,30 +191,31 @@ def _measure_flops(call: _Call, rngs: dict, mutable: Any, columns: tuple[str, ..
     """Lowers this one call (with its module's variables) and reads XLA's FLOP estimate."""
     arrays, with_arrays = _picked((call.args, call.kwargs), _is_array)
 
-    def run(variables: Any, arrays: list, how: str = "apply") -> Any:
+    def run(variables: Any, keys: dict, arrays: list, how: str = "apply") -> Any:
         args, kwargs = with_arrays(arrays)
         kwargs.update(method=call.method, mutable=mutable)
         if how == "init":
-            return call.module.init(rngs, *args, **kwargs)
+            return call.module.init(keys, *args, **kwargs)
         # The updated variables are outputs too: Flax's VJP pulls a cotangent back through them.
-        return call.module.apply(variables, *args, rngs=rngs, **kwargs)
+        return call.module.apply(variables, *args, rngs=keys, **kwargs)
 
     # As in Flax, the module is initialized on its own (a vmapped one on its slice; a
     # WeightNorm with its wrapped layer, whose variables the model keeps elsewhere).
-    own = jax.eval_shape(partial(run, how="init"), None, arrays)
+    own = jax.eval_shape(partial(run, how="init"), None, rngs, arrays)
 
+    # The keys are traced arguments, as in Flax, so XLA folds none of the RNG work away.
     if "flops" in columns:
-        call.flops["flops"] = _cost(run, own, arrays)
+        call.flops["flops"] = _cost(run, own, rngs, arrays)
     if "vjp_flops" in columns:
-        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, arrays)
+        call.flops["vjp_flops"] = _cost(_forward_and_backward(run), own, rngs, arrays)
 
 
 def _forward_and_backward(run: Callable) -> Callable:
     """``run``'s pullback of its own output, as Flax measures it: the forward pass
     is part of the cost, and the cotangent is no constant XLA could fold."""
 
-    def both(variables: Any, arrays: list) -> Any:
-        diff, with_diff = _picked((variables, arrays), _is_inexact)
+    def both(variables: Any, keys: dict, arrays: list) -> Any:
+        diff, with_diff = _picked((variables, keys, arrays), _is_inexact)
         of_diff = lambda *xs: _inexact_leaves(run(*with_diff(xs)))  # noqa: E731
         out, pullback = jax.vjp(of_diff, *diff)
         return pullback(out)
@@ -258,25 +244,65 @@ def _is_inexact(x: Any) -> bool:
 
 
 def _inexact_leaves(tree: Any) -> list:
-    return [y for y in _leaves(tree) if _is_inexact(y)]
+    return [y for y in jax.tree_util.tree_leaves(tree) if _is_inexact(y)]
 
 
-def _cost(fn: Callable, *shapes: Any) -> float | None:
+def _cost(fn: Callable, *shapes: Any) -> int:
     analysis = jax.jit(fn).lower(*shapes).cost_analysis()
     if isinstance(analysis, Sequence):  # older jax: one dict per device
         analysis = analysis[0] if analysis else None
-    return float((analysis or {}).get("flops", 0))  # Flax shows 0 where XLA reports none
+    return int((analysis or {}).get("flops", 0))  # Flax shows 0 where XLA reports none
 
 
 # --- rendering ----------------------------------------------------------------
+# Cells are rich markup, each value as Flax writes it: leaves rendered, then dumped as YAML.
 
 
-def _size_text(n: int, nbytes: int) -> rich.text.Text:
-    if not n:  # nothing to count: an empty cell, as in Flax
-        return rich.text.Text()
-    text = rich.text.Text(f"{n:,} ", style="bold")
-    text.append(f"({_bytes_repr(nbytes)})", style="bold dim")
-    return text
+class _Markup(str):
+    """A leaf already rendered (``_plain`` keeps it as it is)."""
+
+
+def _leaf_markup(x: Any) -> _Markup:
+    if isinstance(x, Partitioned):  # the shape, then the mesh axes: P(None, data)
+        return _Markup(f"{_leaf_markup(x.value)} [dim]P[/dim]{x.names}")
+    if _is_array(x):
+        return _Markup(f"[dim]{x.dtype}[/dim][{','.join(str(d) for d in x.shape)}]")
+    return _Markup(repr(x))
+
+
+def _plain(value: Any) -> Any:
+    """What YAML can dump: sequences as tuples, mappings and dataclasses as dicts."""
+    if isinstance(value, _Markup):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(map(_plain, value))
+    if isinstance(value, Mapping):
+        return {_plain_key(k): _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # by its fields
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    # A value a pytree node keeps outside its leaves; an Enum by its value, as in Flax.
+    return repr(value.value if isinstance(value, enum.Enum) else value)
+
+
+def _plain_key(key: Any) -> Any:
+    key = key.value if isinstance(key, enum.Enum) else key
+    # YAML writes strings, numbers and the like; another key shows as its repr (Flax fails).
+    return key if type(key) in yaml.SafeDumper.yaml_representers else repr(key)
+
+
+def _yaml(value: Any) -> str:
+    """``value`` as one cell: dicts and lists one item a line, quotes dropped (as Flax)."""
+    is_leaf = lambda x: x is None or isinstance(x, Partitioned)  # noqa: E731
+    value = _plain(jax.tree_util.tree_map(_leaf_markup, value, is_leaf=is_leaf))
+    if not value:  # nothing to show: an empty cell
+        return ""
+    text = yaml.safe_dump(value, default_flow_style=False, indent=2, sort_keys=False)
+    return text.replace("\n...", "").replace("'", "").strip()
+
+
+def _size(tree: Any) -> str:
+    n, nbytes = _count(tree)
+    return f"{n:,} [dim]({_bytes_repr(nbytes)})[/dim]" if n else ""  # nothing: an empty cell
 
 
 def _bytes_repr(nbytes: int) -> str:
@@ -286,71 +312,9 @@ def _bytes_repr(nbytes: int) -> str:
     return f"{nbytes:,} B"
 
 
-def _value_text(value: Any) -> rich.text.Text:
-    """Shapes as ``float32[4,3]`` (dtype dimmed); dicts and lists one item a line."""
-    return rich.text.Text("\n").join(_value_lines(value))
-
-
-def _value_lines(value: Any) -> list[rich.text.Text]:
-    if isinstance(value, Partitioned):  # the shape, then the mesh axes: P(None, data)
-        names = rich.text.Text(" P", style="dim").append(str(value.names).replace("'", ""))
-        return [_value_lines(value.value)[0].append_text(names)]
-    if isinstance(value, AxisMetadata):
-        value = value.unbox()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # by its fields
-        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if _is_array(value):
-        text = rich.text.Text()
-        text.append(str(value.dtype), style="dim")
-        text.append(f"[{','.join(str(d) for d in value.shape)}]")
-        return [text]
-    if isinstance(value, Mapping) and value:
-        lines = []
-        for key, item in value.items():
-            inner = _value_lines(item)
-            if _is_nested(item):  # as YAML: a list under a key is not indented, a dict is
-                lines.append(rich.text.Text(f"{key}:"))
-                indent = "  " if isinstance(item, Mapping) else ""
-                lines.extend(_prefixed(indent, line) for line in inner)
-            else:
-                lines.append(_prefixed(f"{key}: ", inner[0]))
-        return lines
-    if _is_nested(value):
-        lines = []
-        for item in value:
-            inner = _value_lines(item)
-            lines.append(_prefixed("- ", inner[0]))
-            lines.extend(_prefixed("  ", line) for line in inner[1:])
-        return lines
-    return [rich.text.Text(str(value))]
-
-
-def _prefixed(prefix: str, line: rich.text.Text) -> rich.text.Text:
-    out = rich.text.Text(prefix)
-    out.append_text(line)
-    return out
-
-
-def _is_nested(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return bool(value)
-    return isinstance(value, (list, tuple)) and bool(value) and not hasattr(value, "_fields")
-
-
-def _variables_cell(tree: Any, listed: bool) -> rich.text.Text | str:
-    """The count of the variables in ``tree``, after them one a line if ``listed``."""
-    n, nbytes = _count(tree)
-    cell = _value_text(tree).append("\n\n") if listed and tree else rich.text.Text()
-    return cell.append_text(_size_text(n, nbytes))
-
-
 def _module_cell(call: _Call) -> str:
     name = type(call.module).__name__
-    return name if call.method == "__call__" else f"{name} ({call.method})"
-
-
-def _collections(variables: dict) -> list[str]:
-    return sorted(variables, key=lambda col: (col != "params", col))
+    return name if call.method == "__call__" else f"{name} [dim]({call.method})[/dim]"
 
 
 def _render(
@@ -364,45 +328,36 @@ def _render(
     table_kwargs: Mapping[str, Any],
     column_kwargs: Mapping[str, Any],
 ) -> str:
-    kids = _children(calls)
-    cols = _collections(variables)
-    options = {
-        "title": f"{title} Summary",
-        "show_header": True,
-        "show_lines": True,
-        "show_footer": True,
-        "title_style": "italic",
-    }
-    table = rich.table.Table(**{**options, **table_kwargs})
+    called = {call.path for call in calls}  # a key of a called path's is a submodule's
+    cols = sorted(variables, key=lambda col: (col != "params", col))
+    options = {"title": f"{title} Summary", "show_header": True, "show_lines": True}
+    table = rich.table.Table(**{**options, "show_footer": True, **table_kwargs})
     headers = ["path", "module", "inputs", "outputs", *flop_columns]
     for header in headers[:-1]:
         table.add_column(header, **column_kwargs)
     # "Total" sits in the footer of the last column before the collections.
     table.add_column(headers[-1], footer=rich.text.Text("Total", justify="right"), **column_kwargs)
     for col in cols:
-        table.add_column(col, footer=_size_text(*_count(variables[col])), **column_kwargs)
+        table.add_column(col, footer=_size(variables[col]), **column_kwargs)
 
     listed: set[Path] = set()
     for call in rows:
         repeated = call.path in listed
         listed.add(call.path)
-        folded = depth is not None and len(call.path) == depth and bool(kids.get(call.path))
-        cells: list[Any] = ["/".join(call.path), _module_cell(call)]
-        cells += [_value_text(_inputs_view(call.args, call.kwargs)), _value_text(call.outputs)]
-        cells += [f"{call.flops[c]:.0f}" for c in flop_columns]
+        folded = depth is not None and len(call.path) == depth
+        cells = ["/".join(call.path), _module_cell(call)]
+        values = [_inputs_view(call.args, call.kwargs), call.outputs]
+        cells += [_yaml(v) for v in values + [call.flops[c] for c in flop_columns]]
         for col in cols:
-            tree = _subtree(variables[col], call.path)
-            if repeated:  # a module's variables belong to its first row only
-                cells.append("")
-            else:  # a folded row totals its subtree; others list their own variables
-                own = {k: v for k, v in tree.items() if folded or k not in kids.get(call.path, ())}
-                cells.append(_variables_cell(own, listed=not folded))
+            # A module's variables belong to its first row only: its own ones listed, counted
+            # with its submodules' where the depth folds them into it.
+            tree = {} if repeated else _subtree(variables[col], call.path)
+            own = {k: v for k, v in tree.items() if call.path + (k,) not in called}
+            listing = _yaml(own) + "\n\n" if own else ""
+            cells.append(f"{listing}[bold]{_size(tree if folded else own)}[/bold]")
         table.add_row(*cells)
 
-    grand_n, grand_bytes = _count(variables)
-    caption = rich.text.Text("\nTotal Parameters: ", style="bold")
-    caption.append_text(_size_text(grand_n, grand_bytes))
-    table.caption = caption
+    table.caption = f"\nTotal Parameters: {_size(variables)}"
     table.caption_style = "bold"
 
     console_options = {"force_terminal": True, "force_jupyter": False, **(console_kwargs or {})}

@@ -1,23 +1,30 @@
 """``nn.tabulate`` / ``Module.tabulate`` on the seeds' models, against hand-counted totals.
 
 Every expected count below is worked out by hand from the layer shapes (a Dense
-from m to n features holds m*n + n values), never read back from the table.
+from m to n features holds m*n + n values), never read back from the table. At the
+end, the cases of ``golden/summary_cases.py`` must draw the very text the real Flax
+drew for them (``golden/make_golden_summary.py``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from golden.summary_cases import CASES, CONSOLES, render
 from jax import lax, random
 
 import minilinen as nn
 from minilinen.summary import tabulate
+
+GOLDEN = Path(__file__).parent / "golden" / "summary" / "tables.json"
 
 PLAIN = {"force_terminal": False}  # no ANSI styles: the text is parsed below
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -269,6 +276,22 @@ def test_depth_folds_submodules_into_their_ancestor():
     assert root[0]["params"] == "30 (120 B)"
 
 
+def test_a_folded_row_lists_its_own_variables_and_counts_its_subtree():
+    class Scaled(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(x) * self.param("scale", nn.initializers.ones, (3,))
+
+    class Top(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return Scaled()(x)
+
+    (_, scaled, _) = rows(Top().tabulate(KEY, jnp.ones((1, 2)), depth=1, console_kwargs=PLAIN))
+    # Its own scale (3) is listed; the count adds its folded Dense 2->3 (9).
+    assert scaled["params"] == "scale: float32[3] | 12 (48 B)"
+
+
 def test_show_repeated_lists_every_call_and_counts_once():
     text = Net().tabulate(RNGS, jnp.ones((3, 2)), show_repeated=True, console_kwargs=PLAIN)
     table = rows(text)
@@ -465,6 +488,29 @@ def test_partitioned_variables_show_their_mesh_axes():
     )
 
 
+def test_keys_yaml_cannot_write_show_as_their_repr():
+    class Key:
+        def __repr__(self):
+            return "Key()"
+
+    class Lookup(nn.Module):
+        def __call__(self, table):
+            return list(table.values())[0]
+
+    (row, _) = rows(Lookup().tabulate(KEY, {Key(): jnp.ones((2,))}, console_kwargs=PLAIN))
+    assert row["inputs"] == "Key(): float32[2]"
+
+
+def test_boxed_outputs_show_their_shape_and_mesh_axes():
+    class Boxed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Partitioned(nn.Dense(2)(x), ("data", None)), x
+
+    (row, *_) = rows(Boxed().tabulate(KEY, jnp.ones((1, 3)), console_kwargs=PLAIN))
+    assert row["outputs"] == "- float32[1,2] P(data, None) | - float32[1,3]"
+
+
 def test_variables_that_are_not_arrays_are_listed_and_count_nothing():
     class Tags(nn.struct.PyTreeNode):
         names: tuple = nn.struct.field(pytree_node=False)
@@ -497,3 +543,14 @@ def test_weight_norm_wrapper_rows_and_flops():
     # Measured on its own, the wrapper's FLOPs include its wrapped layer's (1*2*3 * 2 + 3).
     assert paths["Dense_0"]["flops"] == "15"
     assert float(paths["WeightNorm_0"]["flops"]) > 15
+
+
+# --- the same tables as Flax, byte for byte -----------------------------------------
+
+
+@pytest.mark.parametrize("console", list(CONSOLES))
+@pytest.mark.parametrize("name", list(CASES))
+def test_tables_match_flax(name, console):
+    # Recorded with the real Flax by golden/make_golden_summary.py.
+    expected = json.loads(GOLDEN.read_text())["tables"][name][console]
+    assert render(nn, name, console) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -57,14 +58,9 @@ def promote_dtype(*args: Any, dtype: Any = None, inexact: bool = True) -> list[A
     ]
 
 
-_INEXACT: dict[Any, bool] = {}
-
-
+@functools.cache  # the fast path asks once per layer call
 def _is_inexact(dtype: Any) -> bool:
-    try:
-        return _INEXACT[dtype]
-    except KeyError:
-        return _INEXACT.setdefault(dtype, bool(jnp.issubdtype(dtype, jnp.inexact)))
+    return bool(jnp.issubdtype(dtype, jnp.inexact))
 
 
 def canonicalize_tuple(x: Any) -> tuple:

@@ -14,7 +14,7 @@ from jax import lax
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerNotSupportedError
 from minilinen.layers.common import add_bias, canonicalize_tuple, promote_dtype
-from minilinen.layers.linear import default_kernel_init, kernel_and_bias
+from minilinen.layers.linear import default_kernel_init, kernel_and_bias, pick_op
 from minilinen.module import Module, compact, nowrap
 
 __all__ = ["Conv", "ConvLocal", "ConvTranspose", "canonicalize_padding"]
@@ -116,7 +116,9 @@ class Conv(Module):
 
         in_features = inputs.shape[-1]
         dims = _dimension_numbers(inputs.ndim)
-        spatial = dict(lhs_dilation=input_dilation, rhs_dilation=kernel_dilation)
+        conv_args = dict(
+            lhs_dilation=input_dilation, rhs_dilation=kernel_dilation, dimension_numbers=dims
+        )
         if self.shared_weights:
             if in_features % self.feature_group_count:
                 raise LayerConfigError(
@@ -132,33 +134,21 @@ class Conv(Module):
                     f"got {self.feature_group_count}."
                 )
             # One kernel per output position: the output's spatial shape sizes it.
-            conv = self._conv_fn()
+            standard = self._conv_fn()
             out = jax.eval_shape(
-                lambda lhs, rhs: conv(
-                    lhs, rhs, strides, padding, **spatial, dimension_numbers=dims
-                ),
+                lambda lhs, rhs: standard(lhs, rhs, strides, padding, **conv_args),
                 inputs,
                 jax.ShapeDtypeStruct(kernel_size + (in_features, self.features), inputs.dtype),
             ).shape
             kernel_shape = out[1:-1] + (int(np.prod(kernel_size)) * in_features, self.features)
             bias_shape = out[1:]
         inputs, kernel, bias = _params(self, inputs, kernel_shape, bias_shape)
+        # Made after the parameters, as in Flax: a conv_general_dilated_cls module is named then.
         if self.shared_weights:
-            y = self._conv_fn()(
-                inputs,
-                kernel,
-                strides,
-                padding,
-                **spatial,
-                dimension_numbers=dims,
-                feature_group_count=self.feature_group_count,
-                precision=self.precision,
-            )
+            conv = functools.partial(self._conv_fn(), feature_group_count=self.feature_group_count)
         else:
-            y = lax.conv_general_dilated_local(
-                inputs, kernel, strides, padding, kernel_size, **spatial,
-                dimension_numbers=dims, precision=self.precision,
-            )  # fmt: skip
+            conv = functools.partial(lax.conv_general_dilated_local, filter_shape=kernel_size)
+        y = conv(inputs, kernel, strides, padding, **conv_args, precision=self.precision)
         return _finish(y, bias, batch_shape)
 
     @property
@@ -168,9 +158,8 @@ class Conv(Module):
 
     @nowrap
     def _conv_fn(self) -> Callable[..., Array]:
-        if self.conv_general_dilated_cls is not None:
-            return self.conv_general_dilated_cls()
-        return self.conv_general_dilated or lax.conv_general_dilated
+        fn, cls = self.conv_general_dilated, self.conv_general_dilated_cls
+        return pick_op(fn, cls, lax.conv_general_dilated)
 
 
 class ConvLocal(Conv):
@@ -230,21 +219,16 @@ class ConvTranspose(Module):
         inputs, batch_shape = _flatten_batch(inputs, rank)
         strides = _broadcast(self.strides, rank)
         kernel_dilation = _broadcast(self.kernel_dilation, rank)
-        in_features = inputs.shape[-1]
-        if self.transpose_kernel:
-            kernel_shape = kernel_size + (self.features, in_features)
-        else:
-            kernel_shape = kernel_size + (in_features, self.features)
+        in_out = (inputs.shape[-1], self.features)  # swapped in a transpose_kernel kernel
+        kernel_shape = kernel_size + (in_out[::-1] if self.transpose_kernel else in_out)
         padding = canonicalize_padding(self.padding, rank)
-        circular = padding == "CIRCULAR"
-        if circular:
-            padding = "VALID"
+        circular = padding == "CIRCULAR"  # a VALID convolution, folded onto the torus below
         inputs, kernel, bias = _params(self, inputs, kernel_shape, (self.features,))
         y = lax.conv_transpose(
             inputs,
             kernel,
             strides,
-            padding,
+            "VALID" if circular else padding,
             rhs_dilation=kernel_dilation,
             transpose_kernel=self.transpose_kernel,
             precision=self.precision,
@@ -261,10 +245,9 @@ def _wrap_circular(
     """Folds a VALID transposed convolution onto a torus of size ``input * stride``."""
     periods = [n * s for n, s in zip(in_spatial, strides)]
     diffs = [-(m - p) % (2 * p) for m, p in zip(y.shape[1:-1], periods)]
-    if transpose_kernel:
-        pads = [(d // 2, (d + 1) // 2) for d in diffs]
-    else:
-        pads = [((d + 1) // 2, d // 2) for d in diffs]
+    pads = [((d + 1) // 2, d // 2) for d in diffs]
+    if transpose_kernel:  # the odd element of the padding goes after, not before (as Flax)
+        pads = [p[::-1] for p in pads]
     y = jnp.pad(y, [(0, 0)] + pads + [(0, 0)])
     for i in range(1, y.ndim - 1):
         y = y.reshape(y.shape[:i] + (-1, periods[i - 1]) + y.shape[i + 1 :])

@@ -47,7 +47,7 @@ class Dense(Module):
         kernel_shape = (jnp.shape(inputs)[-1], self.features)
         kernel, bias = kernel_and_bias(self, kernel_shape, (self.features,))
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
+        dot = pick_op(self.dot_general, self.dot_general_cls, lax.dot_general)
         y = dot(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision)
         return add_bias(y, bias)
 
@@ -64,10 +64,11 @@ def kernel_and_bias(mdl: Module, kernel_shape: tuple, bias_shape: tuple) -> tupl
     return kernel, mdl.param("bias", mdl.bias_init, bias_shape, mdl.param_dtype)
 
 
-def _pick_dot_general(fn: Any, cls: Any) -> Callable[..., Array]:
+def pick_op(fn: Callable | None, cls: Any, default: Callable) -> Callable[..., Array]:
+    """A layer's primitive: a new ``cls()`` if given (an fp8 op), else ``fn`` or ``default``."""
     if cls is not None:
         return cls()
-    return lax.dot_general if fn is None else fn
+    return default if fn is None else fn
 
 
 def _normalize_axes(axes: tuple[int, ...], ndim: int) -> tuple[int, ...]:
@@ -118,15 +119,10 @@ class DenseGeneral(Module):
                 "bias", _flat_init, self.bias_init, len(shape), shape, self.param_dtype
             )
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        dot = _pick_dot_general(self.dot_general, self.dot_general_cls)
-        batch_ind = tuple(range(n_batch))
-        contract_ind = tuple(range(n_batch, n_in))
-        out = dot(
-            inputs,
-            kernel,
-            ((axis, contract_ind), (batch_dims, batch_ind)),
-            precision=self.precision,
-        )
+        dot = pick_op(self.dot_general, self.dot_general_cls, lax.dot_general)
+        # The kernel's axes: the batch ones first, then the contracted ones.
+        dims = ((axis, tuple(range(n_batch, n_in))), (batch_dims, tuple(range(n_batch))))
+        out = dot(inputs, kernel, dims, precision=self.precision)
         if bias is not None:
             expanded = tuple(
                 inputs.shape[a] if a in batch_dims else 1 for a in range(ndim) if a not in axis

@@ -33,6 +33,7 @@ from jax.nn import (
 from jax.numpy import tanh
 
 from minilinen.module import Module, compact
+from minilinen.typing import Array
 
 __all__ = [
     "PReLU",
@@ -62,8 +63,6 @@ __all__ = [
     "swish",
     "tanh",
 ]
-
-Array = Any
 
 normalize = standardize
 

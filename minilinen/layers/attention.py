@@ -15,10 +15,11 @@ from jax import lax, random
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerInputError
-from minilinen.layers.common import Array, merge_param, promote_dtype
+from minilinen.layers.common import merge_param, promote_dtype
 from minilinen.layers.linear import DenseGeneral, default_kernel_init
 from minilinen.layers.normalization import LayerNorm
 from minilinen.module import Module, compact
+from minilinen.typing import Array, Dtype, Initializer
 
 __all__ = [
     "dot_product_attention_weights",
@@ -30,9 +31,6 @@ __all__ = [
     "make_causal_mask",
     "combine_masks",
 ]
-
-Dtype = Any
-Initializer = Callable[..., Any]
 
 
 def _einsum_fn(precision: Any, dot_general: Callable[..., Array] | None) -> Callable[..., Array]:

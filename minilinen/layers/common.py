@@ -10,10 +10,10 @@ import jax.numpy as jnp
 
 from minilinen.call_args import merge_param
 from minilinen.errors import LayerConfigError
+from minilinen.typing import Array
 
 __all__ = ["canonicalize_dtype", "promote_dtype", "merge_param", "canonicalize_tuple", "add_bias"]
 
-Array = Any
 _float32 = jnp.dtype(jnp.float32)
 
 

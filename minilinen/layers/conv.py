@@ -16,12 +16,10 @@ from minilinen.errors import LayerConfigError, LayerNotSupportedError
 from minilinen.layers.common import add_bias, canonicalize_tuple, promote_dtype
 from minilinen.layers.linear import default_kernel_init, kernel_and_bias, pick_op
 from minilinen.module import Module, compact, nowrap
+from minilinen.typing import Array, Dtype, Initializer
 
 __all__ = ["Conv", "ConvLocal", "ConvTranspose", "canonicalize_padding"]
 
-Array = Any
-Dtype = Any
-Initializer = Callable[..., Any]
 PaddingLike = str | int | Sequence[int | tuple[int, int]]
 
 

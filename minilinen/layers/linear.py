@@ -16,12 +16,9 @@ from minilinen.core.meta import AxisMetadata
 from minilinen.errors import LayerConfigError, LayerInputError
 from minilinen.layers.common import add_bias, canonicalize_tuple, merge_param, promote_dtype
 from minilinen.module import Module, compact
+from minilinen.typing import Array, Dtype, Initializer
 
 __all__ = ["Dense", "DenseGeneral", "Einsum", "Embed", "default_kernel_init", "default_embed_init"]
-
-Array = Any
-Dtype = Any
-Initializer = Callable[..., Any]
 
 default_kernel_init = initializers.lecun_normal()
 default_embed_init = initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -12,8 +12,9 @@ from jax import lax
 
 from minilinen import initializers
 from minilinen.errors import LayerConfigError, LayerInputError
-from minilinen.layers.common import Array, canonicalize_dtype, merge_param
+from minilinen.layers.common import canonicalize_dtype, merge_param
 from minilinen.module import Module, compact
+from minilinen.typing import Array, Dtype, Initializer
 
 __all__ = [
     "BatchNorm",
@@ -25,9 +26,7 @@ __all__ = [
     "SpectralNorm",
 ]
 
-Dtype = Any
 Axes = int | Iterable[int]
-Initializer = Callable[..., Any]
 
 _float32 = jnp.dtype(jnp.float32)
 

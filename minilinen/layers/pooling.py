@@ -10,10 +10,10 @@ import numpy as np
 from jax import lax
 
 from minilinen.errors import LayerConfigError
+from minilinen.typing import Array
 
 __all__ = ["pool", "avg_pool", "max_pool", "min_pool"]
 
-Array = Any
 Padding = str | Sequence[tuple[int, int]]
 
 

@@ -19,6 +19,7 @@ from minilinen.layers.common import add_bias, promote_dtype
 from minilinen.layers.conv import Conv
 from minilinen.layers.linear import Dense, default_kernel_init, kernel_and_bias
 from minilinen.module import Module, compact, nowrap
+from minilinen.typing import Array, Dtype, Initializer
 
 __all__ = [
     "RNNCellBase",
@@ -30,10 +31,7 @@ __all__ = [
     "SimpleCell",
 ]
 
-Array = Any
-Dtype = Any
 Carry = Any
-Initializer = Callable[..., Any]
 
 sigmoid = jax.nn.sigmoid
 tanh = jnp.tanh

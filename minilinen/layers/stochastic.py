@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jax import lax, random
 
-from minilinen.layers.common import Array, merge_param
+from minilinen.layers.common import merge_param
 from minilinen.module import Module, compact
+from minilinen.typing import Array
 
 __all__ = ["Dropout"]
 

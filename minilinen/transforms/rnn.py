@@ -18,10 +18,10 @@ from minilinen.core import FrozenDict
 from minilinen.layers.recurrent import RNNCellBase
 from minilinen.module import Module
 from minilinen.transforms.scan import scan
+from minilinen.typing import Array
 
 __all__ = ["RNN", "Bidirectional", "flip_sequences"]
 
-Array = Any
 Carry = Any
 
 

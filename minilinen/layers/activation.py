@@ -4,67 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
-from jax.nn import (
-    celu,
-    elu,
-    gelu,
-    glu,
-    hard_sigmoid,
-    hard_silu,
-    hard_swish,
-    hard_tanh,
-    leaky_relu,
-    log_sigmoid,
-    log_softmax,
-    logsumexp,
-    one_hot,
-    relu,
-    relu6,
-    selu,
-    sigmoid,
-    silu,
-    soft_sign,
-    softmax,
-    softplus,
-    standardize,
-    swish,
-)
-from jax.numpy import tanh
 
 from minilinen.module import Module, compact
 from minilinen.typing import Array
 
-__all__ = [
-    "PReLU",
-    "celu",
-    "elu",
-    "gelu",
-    "glu",
-    "hard_sigmoid",
-    "hard_silu",
-    "hard_swish",
-    "hard_tanh",
-    "leaky_relu",
-    "log_sigmoid",
-    "log_softmax",
-    "logsumexp",
-    "normalize",
-    "one_hot",
-    "relu",
-    "relu6",
-    "selu",
-    "sigmoid",
-    "silu",
-    "soft_sign",
-    "softmax",
-    "softplus",
-    "standardize",
-    "swish",
-    "tanh",
-]
+# Flax re-exports these jax.nn functions unchanged (the very same objects): one list,
+# rather than the same names written once to import them and again in __all__.
+_FROM_JAX_NN = """celu elu gelu glu hard_sigmoid hard_silu hard_swish hard_tanh leaky_relu
+    log_sigmoid log_softmax logsumexp one_hot relu relu6 selu sigmoid silu soft_sign softmax
+    softplus standardize swish""".split()
+globals().update({name: getattr(jax.nn, name) for name in _FROM_JAX_NN})
+tanh = jnp.tanh
+normalize = jax.nn.standardize
 
-normalize = standardize
+__all__ = ["PReLU", "normalize", "tanh", *_FROM_JAX_NN]
 
 
 def _constant(rng: Array, value: float, dtype: Any) -> Array:

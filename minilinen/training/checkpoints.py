@@ -130,8 +130,7 @@ def save_checkpoint(
         try:
             with open(tmp, "wb") as f:
                 f.write(_HEADER.pack(MAGIC, VERSION, size, digest.digest()))
-                for piece in pieces:
-                    f.write(piece)
+                f.writelines(pieces)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -230,7 +229,7 @@ def _checkpoints(ckpt_dir: str, prefix: str) -> list[tuple[int | float, str]]:
             found.append((number, path))
         elif not os.path.lexists(path):  # pruned by a writer since we listed: list again
             return _checkpoints(ckpt_dir, prefix)
-    found.sort(key=lambda sp: (sp[0], sp[1]))
+    found.sort()  # by step, then path
     return found
 
 

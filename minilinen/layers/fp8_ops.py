@@ -27,7 +27,7 @@ from minilinen.module import Module
 __all__ = ["Fp8DotGeneral", "Fp8DotGeneralOp", "Fp8DirectDotGeneralOp", "Fp8Einsum"]
 __all__ += ["NANOOFp8DotGeneralOp"]
 
-OVERWRITE_WITH_GRADIENT = "_overwrite_with_gradient"  # the name TrainState also knows
+OVERWRITE_WITH_GRADIENT = "_overwrite_with_gradient"  # TrainState imports it from here
 CAN_USE_EARRAY = True  # the earray import above succeeded
 _cast = lax.convert_element_type
 _FP8_TYPES = (jnp.float8_e4m3fn, jnp.float8_e5m2, jnp.float8_e4m3fnuz, jnp.float8_e5m2fnuz)

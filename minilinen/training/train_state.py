@@ -16,11 +16,11 @@ import optax
 
 from minilinen import struct
 
-__all__ = ["TrainState", "OVERWRITE_WITH_GRADIENT"]
+# A params collection under this name is not optimized: its new value is the gradient
+# itself (how fp8 training carries its scales, as in Flax).
+from minilinen.layers.fp8_ops import OVERWRITE_WITH_GRADIENT
 
-# A params collection under this name is not optimized: its new value is the
-# gradient itself (how fp8 training carries its scales, as in Flax).
-OVERWRITE_WITH_GRADIENT = "_overwrite_with_gradient"
+__all__ = ["TrainState", "OVERWRITE_WITH_GRADIENT"]
 
 
 class TrainState(struct.PyTreeNode):

@@ -93,9 +93,9 @@ class RNN(Module):
         time_major = self.time_major if time_major is None else time_major
         reverse = self.reverse if reverse is None else reverse
         keep_order = self.keep_order if keep_order is None else keep_order
-        n_feat = self.cell.num_feature_axes
-        time_axis = 0 if time_major else inputs.ndim - (n_feat + 1)
-        n_batch = inputs.ndim - (n_feat + 1)
+        # Batch axes precede the cell's feature axes (and the time axis, unless time-major).
+        n_batch = inputs.ndim - (self.cell.num_feature_axes + 1)
+        time_axis = 0 if time_major else n_batch
         if reverse:
             inputs = flip_sequences(inputs, seq_lengths, n_batch, time_major)
         carry = initial_carry

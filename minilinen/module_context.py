@@ -3,6 +3,7 @@ the wrapper every Module method gets (it runs the method inside that context).""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import threading
@@ -19,6 +20,9 @@ class _Context(threading.local):
         self.stack: list[Any] = []  # the modules whose methods are running
         self.interceptors: list[Callable] = []
 
+    def __reduce__(self) -> str:  # pickled methods of local Module classes refer to it
+        return "context"
+
 
 context = _Context()
 
@@ -32,19 +36,15 @@ class InterceptorContext:
     orig_method: Callable
 
 
-class intercept_methods:
+@contextlib.contextmanager
+def intercept_methods(interceptor: Callable):
     """Context manager: ``interceptor(next_fun, args, kwargs, context)`` wraps every
     module method call made inside it, ``setup`` included (used by ``tabulate``)."""
-
-    def __init__(self, interceptor: Callable):
-        self.interceptor = interceptor
-
-    def __enter__(self):
-        context.interceptors.append(self.interceptor)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        context.interceptors.remove(self.interceptor)
+    context.interceptors.append(interceptor)
+    try:
+        yield
+    finally:
+        context.interceptors.remove(interceptor)
 
 
 def call_method(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict) -> Any:
@@ -64,6 +64,8 @@ def _through(interceptor: Callable, next_fun: Callable, info: InterceptorContext
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
+    """``fun`` run in its module's context: setup first, the module stack, compact
+    naming (names are freed when the outermost compact call ends) and capture."""
     is_compact = getattr(fun, "compact", False)
 
     @functools.wraps(fun)
@@ -81,31 +83,25 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
                     "...), or module.bind(variables) for interactive use."
                 )
             return call_method(self, name, fun, args, kwargs)
-        if not self._state.setup_done:
+        state = self._state
+        if not state.setup_done:
             self._try_setup()
-        return _run_method(self, fun, name, args, kwargs)
+        scope = self.scope  # after setup: nn.share_scope may have moved it
+        outermost = is_compact and not state.in_compact
+        state.in_compact |= is_compact
+        context.stack.append(self)
+        try:
+            out = call_method(self, name, fun, args, kwargs)
+        finally:
+            context.stack.pop()
+            if outermost:
+                state.in_compact = False
+                state.autoname.clear()
+                scope.rewind()
+        capture = scope.frame.capture
+        if capture is not None and capture(self, name):
+            self.sow("intermediates", name, out)
+        return out
 
     wrapped.method_handler_wrapped = True
     return wrapped
-
-
-def _run_method(self: Any, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
-    """Calls a bound module's method inside its context (stack, compact naming, capture)."""
-    scope, state, stack = self.scope, self._state, context.stack
-    stack.append(self)
-    is_compact = getattr(fun, "compact", False)
-    reentrant = state.in_compact
-    if is_compact:
-        state.in_compact = True
-    try:
-        out = call_method(self, name, fun, args, kwargs)
-    finally:
-        stack.pop()
-        if is_compact and not reentrant:
-            state.in_compact = False
-            state.autoname.clear()
-            scope.rewind()
-    capture = scope.frame.capture
-    if capture is not None and capture(self, name):
-        self.sow("intermediates", name, out)
-    return out

@@ -226,8 +226,6 @@ class Module:
         """Binds this module to ``scope``'s child (its own name), or to ``scope`` itself
         when ``parent`` is None; then adopts the submodules its fields hold, as Flax
         does eagerly, so ``self.seq.layers[0]`` is bound when reached through a field."""
-        if scope is None:
-            return
         if parent is not None:
             object.__setattr__(self, "parent", parent)
             parent._state.children[self.name] = self
@@ -387,10 +385,7 @@ class Module:
         self, name: str, init_fn: Callable, *init_args: Any, unbox: bool = True, **init_kwargs: Any
     ) -> Any:
         """Declares (at init) or reads (at apply) parameter ``name``."""
-        scope = self.scope
-        if scope is None:
-            self._require_scope("param")
-        value = scope.param(name, init_fn, init_args, init_kwargs)
+        value = self._require_scope("param").param(name, init_fn, init_args, init_kwargs)
         if unbox and isinstance(value, AxisMetadata):
             return value.unbox()
         return value
@@ -500,15 +495,8 @@ class Module:
         return self.clone(parent=parent, name=name, _deep_clone=True, **updates)
 
     def _bound_to(self, scope: Scope) -> Module:
-        new = object.__new__(type(self))
-        fields = new.__dict__
-        fields.update(self.__dict__)
-        if self.scope is not None:  # init/apply of a bound submodule: its own tree
-            fields.update(_given_fields(self))
-        fields["_state"] = _ModuleState()
-        fields["parent"] = scope
-        new._attach(None, scope)
-        return new
+        # A bound submodule's init/apply gets its own tree: fresh copies of what it adopted.
+        return self.clone(parent=scope, **_given_fields(self))
 
     def _run(self, frame: Frame, method: Any, args: tuple, kwargs: dict) -> Any:
         module = self._bound_to(Scope(frame))

@@ -7,6 +7,7 @@ A ``Scope`` is one path inside a frame. Scopes know nothing about Modules.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -25,22 +26,11 @@ CollectionFilter = Any  # bool | str | Iterable[str] | DenyList
 Array = jax.Array  # Flax's alias, imported from flax.core.scope by annotations
 
 
+@dataclasses.dataclass(frozen=True)
 class DenyList:
     """A collection filter matching every collection except ``deny``."""
 
-    __slots__ = ("deny",)
-
-    def __init__(self, deny: CollectionFilter):
-        self.deny = deny
-
-    def __repr__(self) -> str:
-        return f"DenyList({self.deny!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DenyList) and self.deny == other.deny
-
-    def __hash__(self) -> int:
-        return hash(("DenyList", repr(self.deny)))
+    deny: CollectionFilter = dataclasses.field(hash=False)  # may be an (unhashable) list
 
 
 def in_filter(filter_: CollectionFilter, col: str) -> bool:

@@ -8,6 +8,7 @@ A ``Scope`` is one path inside a frame. Scopes know nothing about Modules.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -326,10 +327,6 @@ class Scope:
         return rngs[stream], count
 
 
-# init_fn shapes, cached: checking a stored parameter's shape must not cost an
-# abstract evaluation on every apply.
-_ABSTRACT_CACHE: dict = {}
-_ABSTRACT_CACHE_LIMIT = 4096
 _ABSTRACT_KEY = jax.ShapeDtypeStruct((2,), np.uint32)
 
 
@@ -337,28 +334,25 @@ def _hashable(items: tuple) -> tuple:
     return tuple(_hashable(tuple(x)) if isinstance(x, (list, tuple)) else x for x in items)
 
 
-def _abstract_init(init_fn: Callable, args: tuple, kwargs: dict) -> Any:
+# init_fn shapes, cached: checking a stored parameter's shape must not cost an
+# abstract evaluation on every apply.
+@functools.lru_cache(maxsize=4096)
+def _init_shapes(init_fn: Callable, args: tuple, kwargs: tuple) -> Any:
     try:
-        key = (init_fn, args, tuple(kwargs.items()) if kwargs else ())
-        hit = _ABSTRACT_CACHE.get(key)
-    except TypeError:
-        # Shapes are often given as lists; as tuples they make the same key.
-        try:
-            key = (init_fn, _hashable(args), _hashable(tuple(kwargs.items())))
-            hit = _ABSTRACT_CACHE.get(key)
-        except TypeError:  # still unhashable: evaluate every time
-            key, hit = None, None
-    if hit is not None:
-        return hit
-    try:
-        shapes = jax.eval_shape(lambda key: init_fn(key, *args, **kwargs), _ABSTRACT_KEY)
+        return jax.eval_shape(lambda key: init_fn(key, *args, **dict(kwargs)), _ABSTRACT_KEY)
     except Exception:  # an initializer that cannot run abstractly: skip the check
         return None
-    if key is not None:
-        if len(_ABSTRACT_CACHE) >= _ABSTRACT_CACHE_LIMIT:
-            _ABSTRACT_CACHE.clear()
-        _ABSTRACT_CACHE[key] = shapes
-    return shapes
+
+
+def _abstract_init(init_fn: Callable, args: tuple, kwargs: dict) -> Any:
+    kwargs = tuple(kwargs.items())
+    try:
+        return _init_shapes(init_fn, args, kwargs)
+    except TypeError:  # shapes are often given as lists; as tuples they make the same key
+        try:
+            return _init_shapes(init_fn, _hashable(args), _hashable(kwargs))
+        except TypeError:  # still unhashable: evaluate every time
+            return _init_shapes.__wrapped__(init_fn, args, kwargs)
 
 
 def _check_shapes(value: Any, expected: Any, name: str, path_text: str) -> None:

@@ -95,11 +95,10 @@ class Frame:
         self._mutable_cache: dict[str, bool] = {}
 
     def is_mutable(self, col: str) -> bool:
-        try:
-            return self._mutable_cache[col]
-        except KeyError:
-            result = self._mutable_cache[col] = in_filter(self.mutable, col)
-            return result
+        cache = self._mutable_cache
+        if col not in cache:
+            cache[col] = in_filter(self.mutable, col)
+        return cache[col]
 
     def mutated(self) -> dict:
         """The mutable collections, as plain dicts (the frame owns them)."""
@@ -222,14 +221,10 @@ class Scope:
         return found
 
     def has_variable(self, col: str, name: str) -> bool:
-        variables = self._collection(col)
-        return variables is not None and name in variables
+        return name in (self._collection(col) or {})
 
     def get_variable(self, col: str, name: str, default: Any = None) -> Any:
-        variables = self._collection(col)
-        if variables is None:
-            return default
-        value = variables.get(name, default)
+        value = (self._collection(col) or {}).get(name, default)
         return FrozenDict._wrap(value) if type(value) is dict else value
 
     def put_variable(self, col: str, name: str, value: Any) -> None:
@@ -267,19 +262,15 @@ class Scope:
         params = self._collection("params")
         if params is not None and name in params:
             value = params[name]
-            expected = _abstract_init(init_fn, args, kwargs)
-            if expected is not None:
-                _check_shapes(value, expected, name, self.path_text)
+            _check_shapes(value, _abstract_init(init_fn, args, kwargs), name, self.path_text)
             return FrozenDict._wrap(value) if type(value) is dict else value
         if not self.frame.is_mutable("params"):
             raise self._missing_param(name)
         root, count = self._draw("params")
         # zeros/ones never read their key: the draw is still counted, so every later
         # key is unchanged, but the eager fold (~50 us per bias or norm scale) is skipped.
-        if init_fn is _ZEROS or init_fn is _ONES:
-            rng = root
-        else:
-            rng = fold_in_static(root, self.rng_path + (count,))
+        key_free = init_fn is _ZEROS or init_fn is _ONES
+        rng = root if key_free else fold_in_static(root, self.rng_path + (count,))
         value = init_fn(rng, *args, **kwargs)
         self.put_variable("params", name, value)
         return value
@@ -356,6 +347,7 @@ def _abstract_init(init_fn: Callable, args: tuple, kwargs: dict) -> Any:
 
 
 def _check_shapes(value: Any, expected: Any, name: str, path_text: str) -> None:
+    """Raises if ``value``'s shapes differ from ``expected``'s (None: nothing to check)."""
     if hasattr(expected, "shape") and hasattr(value, "shape"):
         if value.shape == expected.shape:
             return

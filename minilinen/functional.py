@@ -21,6 +21,7 @@ from minilinen.core.scope import DenyList
 
 __all__ = ["apply", "init", "init_with_output", "lazy_init"]
 
+# init() writes every collection except intermediates unless asked to capture them.
 _INIT_MUTABLE = DenyList("intermediates")
 
 

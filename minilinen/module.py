@@ -24,7 +24,8 @@ from minilinen.call_args import capture_filter, check_rngs, collections_for, res
 from minilinen.call_args import merge_param as merge_param  # Flax: flax.linen.module.merge_param
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
-from minilinen.core.scope import DenyList, Frame, Scope
+from minilinen.core.scope import Frame, Scope
+from minilinen.functional import _INIT_MUTABLE as _DEFAULT_INIT_MUTABLE
 from minilinen.functional import lazy_init as _lazy_init
 from minilinen.module_context import (
     InterceptorContext,
@@ -60,9 +61,6 @@ class _WeakParent:
     def __set__(self, module: Any, value: Any) -> None:
         module.__dict__["parent"] = weakref.ref(value) if isinstance(value, Module) else value
 
-
-# init() writes every collection except intermediates unless asked to capture them.
-_DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
 # Names of Module's own API: never wrapped as user methods.
 _RESERVED = frozenset(
@@ -284,12 +282,11 @@ class Module:
                     type(self), "preserve_adopted_names", config.flax_preserve_adopted_names
                 )
                 module = adopted[key] = module.clone(name=module.name if keep else None)
-                if module.name is not None:  # flax_preserve_adopted_names kept its name
-                    module._attach(self, self.scope)
-                    return module
-            if module.name is None:  # not yet named by its creator: named by attachment
+            elif module.name is not None:  # named and bound by its creator
+                return module
+            if module.name is None:  # named by attachment (unless flax_preserve_adopted_names)
                 object.__setattr__(module, "name", f"{attr}{suffix}")
-                module._attach(self, self.scope)
+            module._attach(self, self.scope)
             return module
 
         return _map_modules(value, adopt)
@@ -299,13 +296,12 @@ class Module:
         if state.setup_done or state.in_setup or self.scope is None:
             return
         state.in_setup = True
-        stack = context.stack
-        stack.append(self)
+        context.stack.append(self)
         try:
             if self._has_setup:
                 call_method(self, "setup", type(self).setup, (), {})
         finally:
-            stack.pop()
+            context.stack.pop()
             state.in_setup = False
             state.setup_done = True
 

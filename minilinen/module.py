@@ -105,8 +105,10 @@ def _given_fields(module: Module, cache: Any = True, reset_names: bool = True) -
 
 class _ModuleState:
     # Class-level defaults: a fresh state costs two dicts. ``misplaced``: made in a plain
-    # method of a bound module, an error once assigned or called.
-    setup_done = in_setup = in_compact = misplaced = False
+    # method of a bound module, an error once assigned or called. ``transformed``: a lifted
+    # transform's inner copy of a module whose setup ran outside; as in Flax, its setup
+    # may bind again the names lifting reserved for the submodules passed in.
+    setup_done = in_setup = in_compact = misplaced = transformed = False
 
     def __init__(self):
         self.autoname: dict[str, int] = {}
@@ -226,8 +228,9 @@ class Module:
         does eagerly, so ``self.seq.layers[0]`` is bound when reached through a field."""
         if parent is not None:
             object.__setattr__(self, "parent", parent)
-            parent._state.children[self.name] = self
-            scope = scope.push(self.name)
+            pstate = parent._state
+            pstate.children[self.name] = self
+            scope = scope.push(self.name, reuse=pstate.in_setup and pstate.transformed)
         object.__setattr__(self, "scope", scope)
         fields = self.__dict__
         for field_name in self._field_names:

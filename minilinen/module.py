@@ -34,6 +34,9 @@ from minilinen.module_context import (
     context,
     intercept_methods,
 )
+from minilinen.module_context import disable_named_call as disable_named_call  # Flax has the
+from minilinen.module_context import enable_named_call as enable_named_call  # named-call
+from minilinen.module_context import override_named_call as override_named_call  # switches here
 from minilinen.variables import Variable
 
 __all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorContext"]

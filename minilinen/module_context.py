@@ -1,5 +1,6 @@
 """Per-thread module context: the stack of running modules, method interceptors, and
-the wrapper every Module method gets (it runs the method inside that context)."""
+the wrapper every Module method gets (it runs the method inside that context), which
+also labels the call with its module's name while named calls are on."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from minilinen import errors
+import jax
 
-__all__ = ["context", "InterceptorContext", "intercept_methods", "call_method"]
+from minilinen import config, errors
+
+__all__ = ["context", "InterceptorContext", "intercept_methods", "call_method", "named_call"]
 
 
 class _Context(threading.local):
@@ -48,7 +51,15 @@ def intercept_methods(interceptor: Callable):
 
 
 def call_method(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict) -> Any:
-    """Calls ``fun(module, *args, **kwargs)`` through every active interceptor."""
+    """Calls ``fun(module, *args, **kwargs)`` through every active interceptor, inside a
+    ``jax.named_scope`` named after the module while named calls are on."""
+    if _PROFILE[0]:
+        with jax.named_scope(_profile_name(module, name)):
+            return _intercepted(module, name, fun, args, kwargs)
+    return _intercepted(module, name, fun, args, kwargs)
+
+
+def _intercepted(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict) -> Any:
     interceptors = context.interceptors
     if not interceptors:
         return fun(module, *args, **kwargs)
@@ -104,4 +115,49 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
         return out
 
     wrapped.method_handler_wrapped = True
+    return wrapped
+
+
+# --- named calls (Flax's flax_profile): module methods labelled in jaxprs and profiles ---
+
+_PROFILE = config._FLAGS["flax_profile"]  # [value, allowed]: read on every method call
+
+
+def _profile_name(module: Any, method_name: str) -> str:
+    suffix = "" if method_name == "__call__" else f".{method_name}"
+    return f"{module.name or type(module).__name__}{suffix}"
+
+
+def enable_named_call() -> None:
+    """Runs every module method under a ``jax.named_scope`` named after its module, so
+    profiles and compiled HLO show which module each operation belongs to."""
+    config.update("flax_profile", True)
+
+
+def disable_named_call() -> None:
+    """Turns ``enable_named_call`` off (the default)."""
+    config.update("flax_profile", False)
+
+
+@contextlib.contextmanager
+def override_named_call(enable: bool = True):
+    """Context manager: named calls on (or off) inside it."""
+    saved, _PROFILE[0] = _PROFILE[0], enable
+    try:
+        yield
+    finally:
+        _PROFILE[0] = saved
+
+
+def named_call(class_fn: Callable, force: bool = True) -> Callable:
+    """A Module method labelled with its module's name (``jax.named_call``); with
+    ``force=False`` only while named calls are enabled. Never inside ``setup``."""
+
+    @functools.wraps(class_fn)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if (not force and not _PROFILE[0]) or self._state.in_setup:
+            return class_fn(self, *args, **kwargs)
+        name = _profile_name(self, class_fn.__name__)
+        return jax.named_call(class_fn, name=name)(self, *args, **kwargs)
+
     return wrapped

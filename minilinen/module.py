@@ -196,8 +196,7 @@ class Module:
         object.__setattr__(self, "_state", _ModuleState())
         parent = self.parent
         if parent is _UNSPECIFIED:
-            stack = context.stack
-            parent = stack[-1] if stack else None
+            parent = context.stack[-1] if context.stack else None
             object.__setattr__(self, "parent", parent)
         if parent is None:
             return
@@ -242,11 +241,8 @@ class Module:
                 fields[field_name] = self._adopt(field_name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        state = self.__dict__.get("_state")
-        if state is None:  # the dataclass __init__ assigning fields
-            object.__setattr__(self, name, value)
-            return
-        if state.in_setup:
+        state = self.__dict__.get("_state")  # None: the dataclass __init__ assigning fields
+        if state is not None and state.in_setup:
             if name in self._field_names:
                 raise errors.SetAttributeInModuleSetupError(
                     f"Cannot set the field '{name}' of {type(self).__name__} in setup(): "
@@ -255,9 +251,7 @@ class Module:
                 )
             if isinstance(value, (Module, list, tuple, Mapping)):  # frozen, as in Flax
                 value = self._adopt(name, value)
-            object.__setattr__(self, name, value)
-            return
-        if self.scope is not None:
+        elif state is not None and self.scope is not None:
             if _holds_modules(value):
                 raise errors.SubmoduleOutsideSetupOrCompactError(
                     f"Cannot assign the submodule {type(value).__name__} to attribute '{name}' "
@@ -488,9 +482,7 @@ class Module:
             attrs = {f: self.__dict__[f] for f in self._field_names}
         else:
             attrs = _given_fields(self, {} if _deep_clone is True else _deep_clone, _reset_names)
-        attrs["name"] = self.name
-        attrs.update(updates)
-        return type(self)(parent=parent, **attrs)
+        return type(self)(parent=parent, **{**attrs, "name": self.name, **updates})
 
     def copy(self, *, parent: Any = _UNSPECIFIED, name: str | None = None, **updates) -> Module:
         """A deep copy with ``updates``; in a compact method it becomes a new child."""
@@ -500,7 +492,8 @@ class Module:
         # A bound submodule's init/apply gets its own tree: fresh copies of what it adopted.
         return self.clone(parent=scope, **_given_fields(self))
 
-    def _run(self, frame: Frame, method: Any, args: tuple, kwargs: dict) -> Any:
+    def _run(self, frame: Frame, capture: Any, method: Any, args: tuple, kwargs: dict) -> Any:
+        frame.capture = capture  # which calls sow their outputs (capture_intermediates)
         module = self._bound_to(Scope(frame))
         fn = resolve_method(module, method, Module)
         try:
@@ -522,8 +515,7 @@ class Module:
         rngs = check_rngs(rngs, "init")
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame({}, rngs, mutable, {"initializing": True})
-        frame.capture = capture
-        out = self._run(frame, method, args, kwargs)
+        out = self._run(frame, capture, method, args, kwargs)
         return out, config.returned(frame.mutated())
 
     def init(self, rngs: Any, *args: Any, **kwargs: Any) -> FrozenDict:
@@ -552,11 +544,8 @@ class Module:
         _check_instance(self)
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "apply"), mutable, {})
-        frame.capture = capture
-        out = self._run(frame, method, args, kwargs)
-        if mutable is False:
-            return out
-        return out, config.returned(frame.mutated())
+        out = self._run(frame, capture, method, args, kwargs)
+        return out if mutable is False else (out, config.returned(frame.mutated()))
 
     def bind(
         self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False

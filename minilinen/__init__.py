@@ -18,6 +18,7 @@ from minilinen.spmd import __all__ as _spmd_names
 from minilinen.summary import tabulate
 from minilinen.transforms import *  # noqa: F403  (the lifted transforms Flax has in nn)
 from minilinen.transforms import __all__ as _transform_names
+from minilinen.transforms.rnn import RNN, Bidirectional
 from minilinen.transforms.scopes import compact_name_scope, share_scope
 from minilinen.variables import Variable
 
@@ -26,3 +27,4 @@ __all__ += ["InterceptorContext", "Variable", "initializers", "tabulate", "insta
 __all__ += ["apply", "init", "init_with_output", "share_scope", "compact_name_scope"]
 __all__ += [*_transform_names, *_layer_names, *_spmd_names]
 __all__ += ["enable_named_call", "disable_named_call", "override_named_call"]
+__all__ += ["RNN", "Bidirectional"]

@@ -263,3 +263,7 @@ AlreadyExistsError = InvalidCheckpointError
 
 class LayerNotSupportedError(MinilinenError, NotImplementedError):
     """A layer option that the operation underneath cannot do (Flax has none either)."""
+
+
+class BatchSizeMismatchError(MinilinenError, AssertionError):
+    """``pad_shard_unpad`` got batched arguments of different leading sizes."""

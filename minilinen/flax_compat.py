@@ -31,9 +31,11 @@ _PATHS: dict[str, tuple[str, ...]] = {
     "flax.linen.dtypes": ("minilinen.layers.common",),
     # Flax keeps Conv, ConvTranspose and ConvLocal in linen/linear.py.
     "flax.linen.linear": ("minilinen.layers.linear", "minilinen.layers.conv"),
+    # The cells are layers; RNN and Bidirectional, a lifted scan of a cell, are transforms.
+    "flax.linen.recurrent": ("minilinen.layers.recurrent", "minilinen.transforms.rnn"),
     "flax.core": ("minilinen.core", "minilinen.core.meta", "minilinen.core.scope"),
     **_same("flax.linen", "minilinen.layers", "activation attention batch_apply combinators"),
-    **_same("flax.linen", "minilinen.layers", "fp8_ops normalization pooling recurrent stochastic"),
+    **_same("flax.linen", "minilinen.layers", "fp8_ops normalization pooling stochastic"),
     **_same("flax.linen", "minilinen", "initializers module partitioning spmd summary transforms"),
     **_same("flax.core", "minilinen.core", "frozen_dict meta scope"),
     **_same("flax", "minilinen", "errors jax_utils serialization struct traverse_util training"),

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-from jax.extend import linear_util as lu
-from jax.interpreters import partial_eval as pe
 
 from minilinen import errors
 from minilinen.core.scope import DenyList
+from minilinen.jax_utils import partial_eval
 
 __all__ = ["apply", "init", "init_with_output", "lazy_init"]
 
@@ -48,28 +47,19 @@ def init(fn: Callable, module: Any, mutable=_INIT_MUTABLE, capture_intermediates
     return _with_method(module.init, fn, mutable, capture_intermediates)
 
 
-def _known(x: Any) -> Any:
-    if isinstance(x, jax.ShapeDtypeStruct):
-        return pe.PartialVal.unknown(jax.core.ShapedArray(x.shape, x.dtype))
-    return pe.PartialVal.known(x)
-
-
 def lazy_init(fn: Callable) -> Callable:
     """``fn`` run only for what its concrete inputs decide; ``jax.ShapeDtypeStruct``
     inputs give shapes and nothing computed from them is run."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        flat, tree = jax.tree_util.tree_flatten((args, kwargs))
-        debug = jax.api_util.debug_info("lazy_init", fn, (tree,), {})
-        flat_fn, out_tree = jax.api_util.flatten_fun(lu.wrap_init(fn, debug_info=debug), tree)
         # Known outputs were computed eagerly while tracing, as a plain init computes them.
-        _, outs, _ = pe.trace_to_jaxpr_nounits(flat_fn, [_known(x) for x in flat])
-        if any(aval is not None for aval, _ in outs):
+        out = partial_eval(lambda a, k: fn(*a, **k), args, kwargs)
+        if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree_util.tree_leaves(out)):
             raise errors.LazyInitError(
                 "lazy_init: a variable depends on the value of an input given as a "
                 "jax.ShapeDtypeStruct; pass that input as a real array."
             )
-        return jax.tree_util.tree_unflatten(out_tree(), [value for _, value in outs])
+        return out
 
     return wrapper

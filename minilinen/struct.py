@@ -33,7 +33,7 @@ def dataclass(cls: type[T] | None = None, **kwargs: Any) -> Any:
     """Turns ``cls`` into a frozen dataclass registered as a pytree, with ``replace``."""
     if cls is None:
         return lambda c: dataclass(c, **kwargs)
-    if "_minilinen_dataclass" in cls.__dict__:
+    if "_minilinen_data_fields" in cls.__dict__:
         return cls
     kwargs.setdefault("frozen", True)
     data_cls = dataclasses.dataclass(cls, **kwargs)
@@ -42,7 +42,7 @@ def dataclass(cls: type[T] | None = None, **kwargs: Any) -> Any:
     meta_fields = [f.name for f in fields if not f.metadata.get("pytree_node", True)]
     data_cls.replace = _replace
     jax.tree_util.register_dataclass(data_cls, data_fields=data_fields, meta_fields=meta_fields)
-    data_cls._minilinen_dataclass = True
+    data_cls._minilinen_data_fields = tuple(data_fields)  # what a state dict holds of it
     return data_cls
 
 

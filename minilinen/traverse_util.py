@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["flatten_dict", "unflatten_dict", "empty_node"]
+__all__ = ["flatten_dict", "unflatten_dict", "empty_node", "path_aware_map"]
 
 
 class _EmptyNode:
@@ -67,3 +67,10 @@ def unflatten_dict(xs: Mapping, sep: str | None = None) -> dict:
             node = node.setdefault(key, {})
         node[path[-1]] = {} if value is empty_node else value
     return nested
+
+
+def path_aware_map(f: Any, nested_dict: Mapping) -> dict:
+    """Maps ``f(path, leaf)`` over a nested dict (``path`` a tuple of keys); empty
+    sub-dicts stay empty."""
+    flat = flatten_dict(nested_dict, keep_empty_nodes=True)
+    return unflatten_dict({k: v if v is empty_node else f(k, v) for k, v in flat.items()})

@@ -9,13 +9,16 @@ the same order and bit-identical arrays, the same logical axis names, and
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from golden.api_cases import CASES, OUTPUT_CASES, arrays_only, axes_record
+from golden.api_cases import CASES, DEVICE_CASES, OUTPUT_CASES, arrays_only, axes_record
 from golden.transforms_cases import apply_case, grad_case
 from golden.tree_record import describe, flatten, load, rebuild
 from test_transforms_golden import assert_close, keys_outline
@@ -53,12 +56,40 @@ def test_api_matches_flax(name, partitionable):
         assert_close(grad_case(c, flax_vars), entry["grad"], arrays, f"{name}/grad")
 
 
-@pytest.mark.parametrize("name", list(OUTPUT_CASES))
-def test_api_results_match_flax(name, partitionable):
+def check_results(cases: dict, name: str, partitionable: bool) -> None:
+    """Case ``name`` of ``cases`` run with minilinen gives the results Flax recorded."""
     structures, arrays = golden(partitionable)
-    results = OUTPUT_CASES[name](nn)
+    results = cases[name](nn)
     exact = results.pop("exact")
     assert_close(results, structures[name]["results"], arrays, name)
     for key in exact:
         for path, value in flatten(results[key], f"{name}/{key}").items():
-            assert np.array_equal(value, arrays[path]), f"{path} differs from Flax"
+            np.testing.assert_array_equal(value, arrays[path], err_msg=path, strict=True)
+
+
+@pytest.mark.parametrize("name", list(OUTPUT_CASES))
+def test_api_results_match_flax(name, partitionable):
+    check_results(OUTPUT_CASES, name, partitionable)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DEVICE_CASES))
+def test_device_results_match_flax(name, partitionable):
+    # JAX fixes its device count at startup, so 4 simulated CPU devices need a fresh process.
+    code = (
+        f"import jax; jax.config.update('jax_threefry_partitionable', {partitionable}); "
+        f"import test_api_golden as t; t.check_results(t.DEVICE_CASES, {name!r}, {partitionable})"
+    )
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parent,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -32,7 +32,7 @@ EXPECTED = {
     "flax.linen.normalization": [L + "normalization"],
     "flax.linen.partitioning": ["minilinen.partitioning"],
     "flax.linen.pooling": [L + "pooling"],
-    "flax.linen.recurrent": [L + "recurrent"],
+    "flax.linen.recurrent": [L + "recurrent", "minilinen.transforms.rnn"],
     "flax.linen.spmd": ["minilinen.spmd"],
     "flax.linen.stochastic": [L + "stochastic"],
     "flax.linen.summary": ["minilinen.summary"],

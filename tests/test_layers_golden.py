@@ -129,7 +129,7 @@ def test_layer_matches_flax(partitionable, name):
     if c.fn is None:
         variables = c.module.init(c.rngs, *c.args, **c.init_kwargs)
         got = describe(variables, f"{name}/init")
-        # Keys in Flax's order too (to_bytes depends on it; RNN sorts its cell's).
+        # Keys in Flax's order too (to_bytes depends on it).
         assert got == expected["init"]
         for path, value in flatten(variables, f"{name}/init").items():
             want = arrays[path]

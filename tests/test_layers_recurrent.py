@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minilinen as nn
-from minilinen.errors import LayerConfigError
+from minilinen.errors import LayerConfigError, RngStreamMissingError
 
 
 def data(*shape, seed=0):
@@ -121,17 +121,101 @@ def test_cells_initialize_carry_from_the_input_shape():
     np.testing.assert_array_equal(ones.initialize_carry(jax.random.key(0), (4,)), np.ones(2))
 
 
-@pytest.mark.parametrize(
-    "option",
-    [
-        {"variable_axes": {"intermediates": 1}},
-        {"variable_carry": "batch_stats"},
-        {"split_rngs": {"params": False, "dropout": True}},
-    ],
-)
-def test_rnn_refuses_lifting_options_it_does_not_implement(option):
-    with pytest.raises(LayerConfigError, match="nn.scan"):
-        nn.RNN(nn.LSTMCell(2), **option)
+class MaskCell(nn.RNNCellBase):
+    """Outputs its dropout mask of a ones input, sows it and counts its steps in 'state'."""
+
+    features: int = 8
+
+    @nn.compact
+    def __call__(self, carry, x):
+        mask = nn.Dropout(0.5, deterministic=False)(jnp.ones(x.shape[:-1] + (self.features,)))
+        self.sow("intermediates", "mask", mask)
+        if self.is_mutable_collection("state"):
+            steps = self.variable("state", "steps", jnp.zeros, (), jnp.int32)
+            steps.value += 1
+        return carry, mask
+
+    @nn.nowrap
+    def initialize_carry(self, rng, input_shape):
+        return jnp.zeros(())
+
+    @property
+    def num_feature_axes(self):
+        return 1
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_rnn_split_rngs_draws_a_new_dropout_mask_each_step_or_repeats_one(split):
+    rnn = nn.RNN(MaskCell(), split_rngs={"params": False, "dropout": split})
+    x = data(2, 5, 1)
+    masks = rnn.apply({}, x, rngs={"dropout": jax.random.key(0)})
+    assert masks.shape == (2, 5, 8)
+    steps_alike = [bool(jnp.array_equal(masks[:, 0], masks[:, t])) for t in range(1, 5)]
+    assert steps_alike == [not split] * 4
+
+
+def test_rnn_passes_only_the_rng_streams_split_rngs_names():
+    # As in Flax: a stream split_rngs does not name does not reach the steps.
+    with pytest.raises(RngStreamMissingError, match="dropout"):
+        nn.RNN(MaskCell()).apply({}, data(2, 5, 1), rngs={"dropout": jax.random.key(0)})
+
+
+@pytest.mark.parametrize("time_major", [False, True])
+def test_rnn_variable_axes_stacks_each_steps_sown_value_on_its_axis(time_major):
+    axis = 0 if time_major else 1
+    rnn = nn.RNN(
+        MaskCell(),
+        variable_axes={"intermediates": axis},
+        split_rngs={"dropout": True},
+        time_major=time_major,
+    )
+    x = data(5, 2, 1) if time_major else data(2, 5, 1)
+    masks, state = rnn.apply({}, x, rngs={"dropout": jax.random.key(1)}, mutable=["intermediates"])
+    (sown,) = state["intermediates"]["cell"]["mask"]
+    np.testing.assert_array_equal(sown, masks)
+
+
+def test_rnn_variable_carry_threads_a_collection_through_the_steps():
+    rnn = nn.RNN(MaskCell(), variable_carry="state", split_rngs={"dropout": True})
+    state = {"cell": {"steps": jnp.asarray(3, jnp.int32)}}
+    _, out = rnn.apply(
+        {"state": state}, data(2, 5, 1), rngs={"dropout": jax.random.key(2)}, mutable=["state"]
+    )
+    assert int(out["state"]["cell"]["steps"]) == 3 + 5
+
+
+def test_rnn_per_step_params_give_each_step_its_own_cell():
+    rnn = nn.RNN(
+        nn.SimpleCell(3),
+        variable_axes={"params": 0},
+        variable_broadcast=False,
+        split_rngs={"params": True},
+        return_carry=True,
+    )
+    x = data(2, 4, 2)
+    variables = rnn.init(jax.random.key(0), x)
+    kernels = variables["params"]["cell"]["i"]["kernel"]
+    assert kernels.shape == (4, 2, 3)
+    assert not np.allclose(kernels[0], kernels[1])  # a split 'params' stream per step
+    carry, ys = rnn.apply(variables, x)
+    cell, h = nn.SimpleCell(3), jnp.zeros((2, 3))
+    for t in range(4):
+        step_params = jax.tree_util.tree_map(lambda p, t=t: p[t], variables["params"]["cell"])
+        h, y = cell.apply({"params": step_params}, h, x[:, t])
+        np.testing.assert_allclose(ys[:, t], y, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(carry, h, rtol=1e-6, atol=1e-7)
+
+
+def test_rnn_unroll_computes_what_the_rolled_loop_does():
+    x, lengths = data(3, 7, 2), jnp.asarray([7, 2, 5])
+    rolled = nn.RNN(nn.GRUCell(4), return_carry=True)
+    variables = rolled.init(jax.random.key(0), x)
+    want = rolled.apply(variables, x, seq_lengths=lengths)
+    got = nn.RNN(nn.GRUCell(4), return_carry=True, unroll=3).apply(
+        variables, x, seq_lengths=lengths
+    )
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_a_cell_without_initialize_carry_says_what_is_missing():

@@ -178,6 +178,23 @@ def ndarray_ext(shape, dtype_name, data: bytes) -> bytes:
     return ext(1, msgpack.packb([shape, dtype_name, data], use_bin_type=True))
 
 
+def nested_arrays(levels: int) -> bytes:
+    """Arrays whose shape is an array, ``levels`` deep: the most stack per byte of input."""
+    data = b"\x00"
+    for _ in range(levels):
+        data = ext(1, b"\x93" + data)
+    return data
+
+
+def nested_lists_claiming_all_bytes_left(levels: int, tail: bytes) -> bytes:
+    """array32 headers, each claiming one item per byte after it. A reader that allocates
+    a list by its header, as ``msgpack.unpackb`` does, holds levels x len(data) slots."""
+    data = tail
+    for _ in range(levels):
+        data = b"\xdd" + struct.pack(">I", len(data)) + data
+    return data
+
+
 GOOD = serialization.to_bytes(
     {"params": {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float32(2)}, "c": 1j}
 )
@@ -216,6 +233,9 @@ HOSTILE = {
     "huge_ext32": b"\xc9\xff\xff\xff\xff\x01",
     "deep_lists": b"\x91" * 100_000,
     "deep_maps": b"\x81\xa1a" * 100_000,
+    "nested_list_claims": nested_lists_claiming_all_bytes_left(100, b"\x00" * 4000),
+    "deep_short_lists": b"\x91" * 300,
+    "deep_arrays": nested_arrays(300),
     "chunk_bad_keys": msgpack.packb({"__msgpack_chunked_array__": True, "shape": {}}),
     "chunk_wrong_size": msgpack.packb(
         {"__msgpack_chunked_array__": True, "shape": {"0": 5}, "chunks": {"0": 1}}

@@ -18,13 +18,17 @@ from minilinen.errors import FrozenDictImmutableError
 __all__ = ["FrozenDict", "freeze", "unfreeze", "copy", "pop", "pretty_repr"]
 
 
-def _thaw(value: Any) -> Any:
-    """Deep-copies nested mappings into plain dicts; leaves are shared."""
-    if isinstance(value, FrozenDict):
-        value = value._dict
-    if isinstance(value, dict):
-        return {k: _thaw(v) for k, v in value.items()}
-    return value
+def unfreeze(x: Any) -> Any:
+    """Returns a deep copy of ``x`` made of plain dicts (leaves are shared); a value that
+    is neither a FrozenDict nor a dict passes through."""
+    if isinstance(x, FrozenDict):
+        x = x._dict
+    if isinstance(x, dict):
+        return {k: unfreeze(v) for k, v in x.items()}
+    return x
+
+
+_thaw = unfreeze  # the name call_args.py and transforms/filters.py import
 
 
 class FrozenDict(Mapping):
@@ -37,7 +41,7 @@ class FrozenDict(Mapping):
 
     def __init__(self, *args: Any, __unsafe_skip_copy__: bool = False, **kwargs: Any):
         plain = dict(*args, **kwargs)
-        self._dict = plain if __unsafe_skip_copy__ else _thaw(plain)
+        self._dict = plain if __unsafe_skip_copy__ else unfreeze(plain)
         self._hash = None
 
     @classmethod
@@ -104,7 +108,7 @@ class FrozenDict(Mapping):
         """Returns a new FrozenDict with ``add_or_replace`` merged in (shallowly)."""
         merged = dict(self._dict)
         if add_or_replace:
-            merged.update(_thaw(dict(add_or_replace)))
+            merged.update(unfreeze(dict(add_or_replace)))
         return FrozenDict._wrap(merged)
 
     def pop(self, key: Any) -> tuple[FrozenDict, Any]:
@@ -116,7 +120,7 @@ class FrozenDict(Mapping):
 
     def unfreeze(self) -> dict:
         """Returns a deep copy made of plain dicts."""
-        return _thaw(self._dict)
+        return unfreeze(self._dict)  # the module-level function
 
     def pretty_repr(self, num_spaces: int = 4) -> str:
         return "FrozenDict(" + _pretty_body(self._dict, num_spaces) + ")"
@@ -154,8 +158,6 @@ def _pretty_body(value: Any, num_spaces: int) -> str:
         return "{}"
     lines = []
     for key, item in value.items():
-        if isinstance(item, FrozenDict):
-            item = item._dict
         lines.append(f"{key}: {_pretty_body(item, num_spaces)},")
     return "{\n" + _indent("\n".join(lines), num_spaces) + "\n}"
 
@@ -163,13 +165,6 @@ def _pretty_body(value: Any, num_spaces: int) -> str:
 def freeze(xs: Mapping) -> FrozenDict:
     """Makes an immutable FrozenDict of ``xs`` (a deep copy of its mappings)."""
     return FrozenDict(xs)
-
-
-def unfreeze(x: Any) -> Any:
-    """Returns a deep copy of ``x`` made of plain dicts; non-mappings pass through."""
-    if isinstance(x, (FrozenDict, dict)):
-        return _thaw(x)
-    return x
 
 
 def copy(x: Mapping, add_or_replace: Mapping | None = None) -> Mapping:
@@ -196,6 +191,4 @@ def pretty_repr(x: Any, num_spaces: int = 4) -> str:
     """The indented ``{ key: value, }`` form that FrozenDict's repr uses."""
     if isinstance(x, FrozenDict):
         return x.pretty_repr(num_spaces)
-    if isinstance(x, Mapping):
-        return _pretty_body(x, num_spaces)
-    return repr(x)
+    return _pretty_body(x, num_spaces)

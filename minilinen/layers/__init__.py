@@ -1,7 +1,7 @@
 """The layer library, one file per kind; every public name is listed in ``__all__``."""
 
 from minilinen.initializers import ones, ones_init, zeros, zeros_init
-from minilinen.layers import activation, attention, normalization
+from minilinen.layers import activation, attention, normalization, recurrent
 from minilinen.layers.activation import *  # noqa: F403  (its __all__: jax.nn's functions, PReLU)
 from minilinen.layers.attention import *  # noqa: F403  (its __all__: the attention API)
 from minilinen.layers.batch_apply import BatchApply
@@ -11,17 +11,7 @@ from minilinen.layers.conv import Conv, ConvLocal, ConvTranspose
 from minilinen.layers.linear import Dense, DenseGeneral, Einsum, Embed
 from minilinen.layers.normalization import *  # noqa: F403  (its __all__: the norm layers)
 from minilinen.layers.pooling import avg_pool, max_pool, min_pool, pool
-from minilinen.layers.recurrent import (
-    RNN,
-    Bidirectional,
-    ConvLSTMCell,
-    GRUCell,
-    LSTMCell,
-    MGUCell,
-    OptimizedLSTMCell,
-    RNNCellBase,
-    SimpleCell,
-)
+from minilinen.layers.recurrent import *  # noqa: F403  (its __all__: the recurrent cells)
 from minilinen.layers.stochastic import Dropout
 
 __all__ = [
@@ -38,16 +28,8 @@ __all__ = [
     *normalization.__all__,
     # attention
     *attention.__all__,
-    # recurrent
-    "RNNCellBase",
-    "LSTMCell",
-    "OptimizedLSTMCell",
-    "GRUCell",
-    "MGUCell",
-    "ConvLSTMCell",
-    "SimpleCell",
-    "RNN",
-    "Bidirectional",
+    # recurrent cells (RNN and Bidirectional: transforms/rnn.py)
+    *recurrent.__all__,
     # stochastic
     "Dropout",
     # pooling

@@ -1,9 +1,12 @@
-"""Recurrent cells (LSTM, optimized LSTM, GRU, MGU, simple, ConvLSTM) and RNN/Bidirectional."""
+"""Recurrent cells: LSTM, optimized LSTM, GRU, MGU, simple, ConvLSTM.
+
+RNN and Bidirectional, which run a cell over a sequence, are in transforms/rnn.py.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -11,7 +14,6 @@ import jax.numpy as jnp
 from jax import random
 
 from minilinen import initializers
-from minilinen.core import FrozenDict
 from minilinen.errors import LayerConfigError
 from minilinen.layers.common import add_bias, promote_dtype
 from minilinen.layers.conv import Conv
@@ -26,9 +28,6 @@ __all__ = [
     "MGUCell",
     "ConvLSTMCell",
     "SimpleCell",
-    "RNN",
-    "Bidirectional",
-    "flip_sequences",
 ]
 
 Array = Any
@@ -111,16 +110,8 @@ class _GatedCell(_DenseCell):
     carry_init: Initializer = initializers.zeros_init()
 
 
-def _lstm_update(cell: _GatedCell, c: Array, z: list[Array]) -> tuple[Carry, Array]:
-    """The LSTM state update from the four gate pre-activations (i, f, g, o)."""
-    i, f, o = cell.gate_fn(z[0]), cell.gate_fn(z[1]), cell.gate_fn(z[3])
-    new_c = f * c + i * cell.activation_fn(z[2])
-    new_h = o * cell.activation_fn(new_c)
-    return (new_c, new_h), new_h
-
-
-class LSTMCell(_GatedCell):
-    """A long short-term memory cell; the carry is ``(c, h)``."""
+class _LSTM(_GatedCell):
+    """LSTMCell and OptimizedLSTMCell: the same state update, gates computed differently."""
 
     _two_carries = True
 
@@ -128,10 +119,20 @@ class LSTMCell(_GatedCell):
     def __call__(self, carry: tuple[Array, Array], inputs: Array) -> tuple[Carry, Array]:
         """One step: returns ``((new_c, new_h), new_h)``."""
         c, h = carry
-        n = h.shape[-1]
-        d = self._dense
-        z = [d(f"i{g}", inputs, n) + d(f"h{g}", h, n, self.bias_init) for g in "ifgo"]
-        return _lstm_update(self, c, z)
+        z = self._gates(inputs, h)  # the pre-activations of gates i, f, g, o
+        i, f, o = self.gate_fn(z[0]), self.gate_fn(z[1]), self.gate_fn(z[3])
+        new_c = f * c + i * self.activation_fn(z[2])
+        new_h = o * self.activation_fn(new_c)
+        return (new_c, new_h), new_h
+
+
+class LSTMCell(_LSTM):
+    """A long short-term memory cell; the carry is ``(c, h)``."""
+
+    @nowrap
+    def _gates(self, inputs: Array, h: Array) -> list[Array]:
+        d, n = self._dense, h.shape[-1]
+        return [d(f"i{g}", inputs, n) + d(f"h{g}", h, n, self.bias_init) for g in "ifgo"]
 
 
 class _DenseParams(Module):
@@ -140,7 +141,6 @@ class _DenseParams(Module):
     features: int
     use_bias: bool = True
     param_dtype: Dtype = jnp.float32
-    precision: Any = None
     kernel_init: Initializer = default_kernel_init
     bias_init: Initializer = initializers.zeros_init()
 
@@ -150,25 +150,20 @@ class _DenseParams(Module):
         return kernel_and_bias(self, (inputs.shape[-1], self.features), (self.features,))
 
 
-class OptimizedLSTMCell(_GatedCell):
+class OptimizedLSTMCell(_LSTM):
     """An LSTM cell computing its four gates with two fused matmuls (same params as LSTMCell)."""
 
-    _two_carries = True
-
-    @compact
-    def __call__(self, carry: tuple[Array, Array], inputs: Array) -> tuple[Carry, Array]:
-        """One step: returns ``((new_c, new_h), new_h)``."""
-        c, h = carry
-        n = h.shape[-1]
+    @nowrap
+    def _gates(self, inputs: Array, h: Array) -> list[Array]:
         dense = functools.partial(
-            _DenseParams, n, param_dtype=self.param_dtype, bias_init=self.bias_init
+            _DenseParams, h.shape[-1], param_dtype=self.param_dtype, bias_init=self.bias_init
         )
         params_i, params_h = [], []
         for g in "ifgo":
             params_i.append(dense(False, kernel_init=self.kernel_init, name="i" + g)(inputs))
             params_h.append(dense(True, kernel_init=self.recurrent_kernel_init, name="h" + g)(h))
         zh, zi = self._fused(h, params_h), self._fused(inputs, params_i)
-        return _lstm_update(self, c, [a + b for a, b in zip(zh, zi)])
+        return [a + b for a, b in zip(zh, zi)]
 
     @nowrap
     def _fused(self, x: Array, params: list[tuple[Array, Array | None]]) -> list[Array]:
@@ -282,177 +277,3 @@ class ConvLSTMCell(_DenseCell):
     def num_feature_axes(self) -> int:
         """The spatial axes and the feature axis."""
         return len(self.kernel_size) + 1
-
-
-def flip_sequences(
-    inputs: Array, seq_lengths: Array | None, num_batch_dims: int, time_major: bool
-) -> Array:
-    """Reverses each sequence in time; with ``seq_lengths``, only its first ``length`` steps.
-
-    Padding stays at the end: ``[1, 2, 3, 0, 0]`` with length 3 becomes ``[3, 2, 1, 0, 0]``.
-    """
-    time_axis = 0 if time_major else num_batch_dims
-    if seq_lengths is None:
-        return jnp.flip(inputs, axis=time_axis)
-    steps = inputs.shape[time_axis]
-    lengths = jnp.expand_dims(seq_lengths, axis=time_axis)
-    # Time on its axis, length-1 batch axes around it: broadcasts against the lengths.
-    idx_shape = [1] * time_axis + [steps] + [1] * (num_batch_dims - time_axis)
-    idx = (jnp.arange(steps - 1, -1, -1).reshape(idx_shape) + lengths) % steps
-    idx = idx.reshape(idx.shape + (1,) * (inputs.ndim - idx.ndim))
-    return jnp.take_along_axis(inputs, idx, axis=time_axis)
-
-
-def _sort_keys(tree: dict) -> None:
-    """Reorders ``tree``'s keys by name at every level, in place (caches keep pointing at it)."""
-    items = sorted(tree.items(), key=lambda kv: kv[0])
-    tree.clear()
-    for k, v in items:
-        if isinstance(v, dict):
-            _sort_keys(v)
-        tree[k] = v
-
-
-def _last_carry(carries: Any, seq_lengths: Array) -> Any:
-    """Picks, per sequence, the carry after its last real step (carries are time-major)."""
-    last = seq_lengths - 1
-    return jax.tree_util.tree_map(lambda x: x[last, jnp.arange(x.shape[1])], carries)
-
-
-class RNN(Module):
-    """Runs ``cell`` over the time axis of its input with ``lax.scan``.
-
-    The cell's parameters (under the name ``cell``) are shared by every step.
-    """
-
-    cell: RNNCellBase
-    time_major: bool = False
-    return_carry: bool = False
-    reverse: bool = False
-    keep_order: bool = False
-    unroll: int = 1
-    variable_axes: Mapping[Any, int] = FrozenDict()
-    variable_broadcast: Any = "params"
-    variable_carry: Any = False
-    split_rngs: Mapping[Any, bool] = FrozenDict({"params": False})
-
-    def __post_init__(self) -> None:
-        # The scan here shares the cell's params across steps and nothing else;
-        # refuse the lifting options it would otherwise silently ignore.
-        if (
-            self.variable_axes
-            or self.variable_carry
-            or self.variable_broadcast != "params"
-            or any(self.split_rngs.values())
-        ):
-            raise LayerConfigError(
-                "RNN supports only its default lifting options (params broadcast to every "
-                "step, no scanned or carried collections, no per-step RNG splitting); for "
-                "others, wrap the cell with nn.scan directly."
-            )
-        super().__post_init__()
-
-    def __call__(
-        self,
-        inputs: Array,
-        *,
-        initial_carry: Carry | None = None,
-        init_key: Array | None = None,
-        seq_lengths: Array | None = None,
-        return_carry: bool | None = None,
-        time_major: bool | None = None,
-        reverse: bool | None = None,
-        keep_order: bool | None = None,
-    ) -> Any:
-        """Returns the outputs over time (and the final carry if ``return_carry``).
-
-        Args:
-          inputs: ``(*batch, time, *features)``, or ``(time, *batch, *features)`` if
-            ``time_major``.
-          initial_carry: the starting carry; defaults to ``cell.initialize_carry``.
-          seq_lengths: ``(*batch,)`` real lengths; the returned carry is the one after
-            each sequence's last real step, and ``reverse`` flips only real steps.
-        """
-        return_carry = self.return_carry if return_carry is None else return_carry
-        time_major = self.time_major if time_major is None else time_major
-        reverse = self.reverse if reverse is None else reverse
-        keep_order = self.keep_order if keep_order is None else keep_order
-        n_feat = self.cell.num_feature_axes
-        time_axis = 0 if time_major else inputs.ndim - (n_feat + 1)
-        batch_dims = inputs.shape[1:-n_feat] if time_major else inputs.shape[:time_axis]
-        if reverse:
-            inputs = flip_sequences(inputs, seq_lengths, len(batch_dims), time_major)
-        carry = initial_carry
-        if carry is None:
-            key = random.key(0) if init_key is None else init_key
-            step_shape = inputs.shape[:time_axis] + inputs.shape[time_axis + 1 :]
-            carry = self.cell.initialize_carry(key, step_shape)
-
-        xs = inputs if time_axis == 0 else jnp.moveaxis(inputs, time_axis, 0)
-        cell = self.cell
-        if self.is_initializing():
-            # Create the cell's parameters outside the scan so no tracer of the
-            # scan body ends up stored in the variables.
-            cell(carry, xs[0])
-            # Flax lifts the cell through lax.scan, whose pytree flattening hands its
-            # variables back sorted by name; so must we, or to_bytes differs from Flax's.
-            for tree in cell.scope.collections().values():
-                _sort_keys(tree)
-        slice_carry = seq_lengths is not None and return_carry
-
-        def step(c: Carry, x: Array) -> tuple[Carry, Any]:
-            c, y = cell(c, x)
-            return c, ((c, y) if slice_carry else y)
-
-        carry, ys = jax.lax.scan(step, carry, xs, unroll=self.unroll)
-        if slice_carry:
-            carries, ys = ys
-            carry = _last_carry(carries, seq_lengths)
-        if time_axis != 0:
-            ys = jax.tree_util.tree_map(lambda y: jnp.moveaxis(y, 0, time_axis), ys)
-        if reverse and keep_order:
-            ys = jax.tree_util.tree_map(
-                lambda y: flip_sequences(y, seq_lengths, len(batch_dims), time_major), ys
-            )
-        return (carry, ys) if return_carry else ys
-
-
-def _concatenate(a: Array, b: Array) -> Array:
-    return jnp.concatenate([a, b], axis=-1)
-
-
-class Bidirectional(Module):
-    """Runs one RNN forward and one backward in time and merges their outputs."""
-
-    forward_rnn: Any
-    backward_rnn: Any
-    merge_fn: Callable[[Array, Array], Array] = _concatenate
-    time_major: bool = False
-    return_carry: bool = False
-
-    def __call__(
-        self,
-        inputs: Array,
-        *,
-        initial_carry: Carry | None = None,
-        init_key: Array | None = None,
-        seq_lengths: Array | None = None,
-        return_carry: bool | None = None,
-        time_major: bool | None = None,
-        reverse: bool | None = None,
-        keep_order: bool | None = None,
-    ) -> Any:
-        """Returns ``merge_fn(forward, backward)`` outputs (and both carries if asked)."""
-        time_major = self.time_major if time_major is None else time_major
-        return_carry = self.return_carry if return_carry is None else return_carry
-        key_f, key_b = (None, None) if init_key is None else random.split(init_key)
-        carry_f, carry_b = (None, None) if initial_carry is None else initial_carry
-        common = dict(seq_lengths=seq_lengths, return_carry=True, time_major=time_major)
-        carry_f, out_f = self.forward_rnn(
-            inputs, initial_carry=carry_f, init_key=key_f, reverse=False, **common
-        )
-        carry_b, out_b = self.backward_rnn(
-            inputs, initial_carry=carry_b, init_key=key_b, reverse=True, keep_order=True, **common
-        )
-        outputs = jax.tree_util.tree_map(self.merge_fn, out_f, out_b)
-        return ((carry_f, carry_b), outputs) if return_carry else outputs

@@ -6,7 +6,10 @@ before anything is built, containers grow only as their items are read (no
 allocation sized by a header), nesting stops at ``MAX_DEPTH``, array dtypes come
 from a fixed table (never object or structured dtypes), and an array's shape
 must account for exactly the bytes of its buffer. Nothing is ever executed or
-imported. Any failure raises ``CorruptDataError``.
+imported. Any failure raises ``CorruptDataError``. (``msgpack.unpackb``, even with
+its ``max_*_len`` limits, allocates each list at its announced length before reading
+its items, so nested headers make it hold depth x input-size slots, and its nesting
+limit is 1024 levels; tests/test_serialization_msgpack.py's ``nested_list_claims``.)
 
 Array data is copied once, out of the input into its own aligned, writable
 array (the chunks of a chunked array are viewed in place and joined in that one
@@ -170,7 +173,7 @@ class _Reader:
         start = self.pos - n
         if code == EXT_NDARRAY or code == EXT_NPSCALAR:
             copy = self.copy and code == EXT_NDARRAY
-            arr = _read_ndarray(self.buf[start : start + n], start, depth, copy)
+            arr = _read_ndarray(self.buf, start, n, depth, copy)
             if code == EXT_NDARRAY:
                 return arr
             if arr.shape != ():
@@ -234,19 +237,20 @@ _DISPATCH += (_number,) * 10 + (_fixext,) * 5 + (_str,) * 3 + (_list,) * 2 + (_m
 # --- arrays ----------------------------------------------------------------------------
 
 
-def _read_ndarray(payload: memoryview, at: int, depth: int, copy: bool) -> np.ndarray:
-    """Reads an ExtType 1/3 payload ``(shape, dtype name, bin)``: a copy, or a view into it."""
-    n = len(payload)
+def _read_ndarray(buf: memoryview, at: int, n: int, depth: int, copy: bool) -> np.ndarray:
+    """Reads the ExtType 1/3 payload ``buf[at:at + n]``, ``(shape, dtype name, bin)``.
+
+    The array is a copy, or with ``copy`` False a view into ``buf``.
+    """
+    payload = buf[at : at + n]
     seen = _SEEN_HEADERS.get(n)
-    if seen is not None and payload[: len(seen[0])] == seen[0]:
-        # The same header as an array read before: same shape, dtype and size.
-        shape, dtype, nbytes, is_bool = seen[1]
-        data = len(seen[0])
-    else:
-        shape, dtype, nbytes, is_bool, data = _parse_ndarray(payload, at, depth)
-    if not nbytes:
+    if seen is None or payload[: len(seen[0])] != seen[0]:
+        seen = _parse_header(buf, at, n, depth)
+    header, shape, dtype = seen
+    data = len(header)
+    if data == n:
         return np.empty(shape, dtype)
-    if is_bool and np.frombuffer(payload, np.uint8, nbytes, data).max() > 1:
+    if dtype == np.bool_ and np.frombuffer(payload, np.uint8, offset=data).max() > 1:
         raise CorruptDataError(f"The bool array at offset {at} holds bytes other than 0 and 1.")
     if not copy:
         return np.ndarray(shape, dtype, buffer=payload, offset=data)
@@ -257,88 +261,42 @@ def _read_ndarray(payload: memoryview, at: int, depth: int, copy: bool) -> np.nd
     return np.frombuffer(owned, dtype).reshape(shape)
 
 
-def _parse_ndarray(payload: memoryview, at: int, depth: int) -> tuple:
-    """Parses and checks an array payload's header; returns its layout and data offset."""
-    n = len(payload)
-    try:
-        if payload[0] != 0x93:
-            raise CorruptDataError(f"An array at offset {at} is not (shape, dtype, data).")
-        shape, pos = _read_shape(payload)
-        if shape is None:  # an encoding Flax never writes: take the general path
-            shape, pos = _read_at(payload, 1, depth + 1)
-        b = payload[pos]
-        if 0xA0 <= b <= 0xBF and pos + 1 + (b & 0x1F) <= n:
-            name = str(payload[pos + 1 : pos + 1 + (b & 0x1F)], "utf-8")
-            pos += 1 + (b & 0x1F)
-        else:
-            name, pos = _read_at(payload, pos, depth + 1)
-        if payload[pos] not in (0xC4, 0xC5, 0xC6):
-            raise CorruptDataError(f"The data of the array at offset {at} is not a bin.")
-        size = _SIZE[payload[pos]]
-        nbytes, data = size.unpack_from(payload, pos + 1)[0], pos + 1 + size.size
-    except (IndexError, struct.error, UnicodeDecodeError):
-        raise CorruptDataError(f"The array at offset {at} is truncated or malformed.") from None
+# payload size -> (header bytes, shape, dtype) of the last valid array payload of that
+# size; a tree's arrays share few layouts, so most arrays skip parsing their header.
+_SEEN_HEADERS: dict[int, tuple[bytes, tuple, np.dtype]] = {}
+
+
+def _parse_header(buf: memoryview, at: int, n: int, depth: int) -> tuple:
+    """Parses and checks the header of the array payload ``buf[at:at + n]``."""
+    if buf[at : at + 1] != b"\x93":
+        raise CorruptDataError(f"An array at offset {at} is not (shape, dtype, data).")
+    reader = _Reader(buf, at + 1, at + n)
+    shape, name = reader.read(depth + 1), reader.read(depth + 1)
+    marker = buf[reader.pos] if reader.pos < reader.end else None
+    if marker not in (0xC4, 0xC5, 0xC6):  # bin8, bin16, bin32
+        raise CorruptDataError(f"The data of the array at offset {at} is not a bin.")
+    reader.pos += 1
+    nbytes = reader.unpack(_SIZE[marker])
+    data = reader.pos - at
     if data + nbytes != n:
         raise CorruptDataError(
             f"The array at offset {at} announces {nbytes} data bytes; its payload has {n - data}."
         )
-    layout = _LAYOUTS.get((shape, name)) if type(shape) is tuple else None
-    if layout is None:
-        layout = _layout(shape, name, at)
-        if len(_LAYOUTS) >= 4096:  # trees reuse a few layouts; keep the cache small regardless
-            _LAYOUTS.clear()
-        _LAYOUTS[(layout[0], name)] = layout
-    shape, dtype, expected, is_bool = layout
+    shape, dtype = _layout(shape, name, at)
+    expected = math.prod(shape) * dtype.itemsize
     if nbytes != expected:
         raise CorruptDataError(
             f"The array at offset {at} claims shape {shape} of {dtype.name} "
             f"({expected} bytes) but its buffer holds {nbytes} bytes."
         )
-    if len(_SEEN_HEADERS) >= 4096:
+    if len(_SEEN_HEADERS) >= 4096:  # trees reuse a few layouts; keep the cache small regardless
         _SEEN_HEADERS.clear()
-    _SEEN_HEADERS[n] = (bytes(payload[:data]), layout)
-    return shape, dtype, nbytes, is_bool, data
+    _SEEN_HEADERS[n] = seen = (bytes(buf[at : at + data]), shape, dtype)
+    return seen
 
 
-def _read_at(payload: memoryview, pos: int, depth: int) -> tuple[Any, int]:
-    """The value at ``pos`` of ``payload``, and where it ends."""
-    reader = _Reader(payload, pos, len(payload))
-    return reader.read(depth), reader.pos
-
-
-def _read_shape(payload: memoryview) -> tuple[tuple | None, int]:
-    """The shape at offset 1 if written as Flax writes it (a fixarray of unsigned ints)."""
-    b = payload[1]
-    if not 0x90 <= b <= 0x9F:
-        return None, 1
-    pos = 2
-    dims = []
-    for _ in range(b & 0x0F):
-        b = payload[pos]
-        if b <= 0x7F:
-            dims.append(b)
-            pos += 1
-        elif b == 0xCC:
-            dims.append(payload[pos + 1])
-            pos += 2
-        elif 0xCD <= b <= 0xCF:
-            fmt = _NUMBER[b]
-            dims.append(fmt.unpack_from(payload, pos + 1)[0])
-            pos += 1 + fmt.size
-        else:
-            return None, 1
-    return tuple(dims), pos
-
-
-# (shape, dtype name) -> the validated (shape, dtype, byte size, is bool) of such arrays.
-_LAYOUTS: dict[tuple, tuple] = {}
-# payload size -> (header bytes, layout) of the last valid array payload of that size;
-# a tree's arrays share few layouts, so most arrays skip parsing their header.
-_SEEN_HEADERS: dict[int, tuple[bytes, tuple]] = {}
-
-
-def _layout(shape: Any, name: Any, at: int) -> tuple:
-    """Checks a shape and dtype name from the wire; returns their layout."""
+def _layout(shape: Any, name: Any, at: int) -> tuple[tuple, np.dtype]:
+    """Checks a shape and dtype name from the wire; returns them as a tuple and a dtype."""
     if type(shape) not in (list, tuple) or not _is_shape(shape):
         raise CorruptDataError(f"The array at offset {at} has an invalid shape {shape!r:.80}.")
     dtype = dtype_from_name(name) if type(name) is str else None
@@ -354,7 +312,7 @@ def _layout(shape: Any, name: Any, at: int) -> tuple:
             np.empty(shape, dtype)
         except (ValueError, OverflowError, MemoryError) as e:
             raise CorruptDataError(f"The array at offset {at} cannot be built: {e}") from None
-    return shape, dtype, math.prod(shape) * dtype.itemsize, dtype == np.bool_
+    return shape, dtype
 
 
 def _is_shape(dims: list | tuple) -> bool:

@@ -90,9 +90,9 @@ def _sorted_items(x: dict) -> list:
 
 def _emit(x: Any, out: list, depth: int, chunkable: bool, sort_keys: bool = False) -> None:
     t = type(x)
+    if depth >= MAX_DEPTH and (t is dict or t is list):
+        raise SerializationError(f"The tree is nested deeper than {MAX_DEPTH} levels.")
     if t is dict:
-        if depth >= MAX_DEPTH:
-            raise SerializationError(f"The tree is nested deeper than {MAX_DEPTH} levels.")
         out.append(_container_header(_PACKER.pack_map_header, len(x)))
         for k, v in _sorted_items(x) if sort_keys else x.items():
             _emit(k, out, depth + 1, False)
@@ -108,8 +108,6 @@ def _emit(x: Any, out: list, depth: int, chunkable: bool, sort_keys: bool = Fals
                 "and bytes 4 GiB); store it as an array, or split it."
             ) from None
     elif t is list:
-        if depth >= MAX_DEPTH:
-            raise SerializationError(f"The tree is nested deeper than {MAX_DEPTH} levels.")
         out.append(_container_header(_PACKER.pack_array_header, len(x)))
         for v in x:
             _emit(v, out, depth + 1, False, sort_keys)  # Flax never chunks inside lists

@@ -9,7 +9,6 @@ raises ``StateDictMismatchError`` naming the path when the two disagree.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -58,12 +57,14 @@ def register_serialization_state(
 def _handler(ty: type) -> tuple[ToFn, FromFn] | None:
     if ty in _RESOLVED:
         return _RESOLVED[ty]
-    if issubclass(ty, tuple) and hasattr(ty, "_fields"):
-        handler = (_namedtuple_to, _namedtuple_from)  # before the registry, as Flax does
+    if issubclass(ty, tuple) and hasattr(ty, "_fields"):  # before the registry, as Flax does
+        handler = _fields_handlers(ty, "namedtuple", ty._fields, lambda x, kw: type(x)(**kw))
     elif ty in _REGISTRY:
         handler = _REGISTRY[ty]
-    elif ty.__dict__.get("_minilinen_dataclass", False):
-        handler = _dataclass_handlers(ty)
+    elif "_minilinen_data_fields" in ty.__dict__:  # a struct dataclass
+        # Pytree fields only: static fields (apply_fn, tx) live in code, not in files.
+        names = ty._minilinen_data_fields
+        handler = _fields_handlers(ty, "dataclass", names, lambda x, kw: x.replace(**kw))
     else:
         handler = None
     _RESOLVED[ty] = handler
@@ -148,14 +149,9 @@ def _expect_dict(state: Any, what: str) -> dict:
     if not isinstance(state, dict):
         raise StateDictMismatchError(
             f"Expected a dict for {what} {_where()}, but the state dict holds "
-            f"{_type_name(state)}: {_short_repr(state)}."
+            f"{_type_name(state)}: {state!r:.80}."
         )
     return state
-
-
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # --- dict and FrozenDict --------------------------------------------------
@@ -170,7 +166,7 @@ def _dict_to(xs: dict) -> dict:
     return out
 
 
-def _restore_items(xs: Any, state: Any, what: str) -> dict:
+def _dict_from(xs: dict, state: Any, what: str = "a dict") -> dict:
     state = _expect_dict(state, what)
     missing = [k for k in xs if str(k) not in state]
     if missing:
@@ -183,17 +179,13 @@ def _restore_items(xs: Any, state: Any, what: str) -> dict:
     return {k: from_state_dict(v, state[str(k)], name=str(k)) for k, v in xs.items()}
 
 
-def _dict_from(xs: dict, state: Any) -> dict:
-    return _restore_items(xs, state, "a dict")
-
-
 def _frozen_to(xs: FrozenDict) -> dict:
     return _dict_to(xs._dict)
 
 
 def _frozen_from(xs: FrozenDict, state: Any) -> FrozenDict:
     # The restored values are fresh plain dicts, so wrapping needs no defensive copy.
-    return FrozenDict._wrap(_restore_items(xs._dict, state, "a FrozenDict"))
+    return FrozenDict._wrap(_dict_from(xs._dict, state, "a FrozenDict"))
 
 
 # --- sequences ------------------------------------------------------------
@@ -210,72 +202,59 @@ def _list_from(xs: list, state: Any) -> list:
             f"Length mismatch {_where()}: the template {_type_name(xs)} has {len(xs)} "
             f"items, the state dict has {len(state)} (keys {sorted(map(str, state))})."
         )
-    out = []
-    for i, v in enumerate(xs):
-        key = str(i)
-        if key not in state:
-            raise StateDictMismatchError(
-                f"Key mismatch {_where()}: a {_type_name(xs)} of {len(xs)} items needs "
-                f"keys '0'..'{len(xs) - 1}', the state dict has keys {sorted(map(str, state))}."
-            )
-        out.append(from_state_dict(v, state[key], name=key))
-    return out
+    keys = [str(i) for i in range(len(xs))]
+    if any(key not in state for key in keys):
+        raise StateDictMismatchError(
+            f"Key mismatch {_where()}: a {_type_name(xs)} of {len(xs)} items needs "
+            f"keys '0'..'{len(xs) - 1}', the state dict has keys {sorted(map(str, state))}."
+        )
+    return [from_state_dict(v, state[key], name=key) for v, key in zip(xs, keys)]
 
 
 def _tuple_from(xs: tuple, state: Any) -> tuple:
     return tuple(_list_from(xs, state))
 
 
-def _namedtuple_to(xs: Any) -> dict:
-    return {name: to_state_dict(getattr(xs, name)) for name in xs._fields}
+# --- namedtuples and struct dataclasses: dicts of named fields ----------
 
 
-def _namedtuple_from(xs: Any, state: Any) -> Any:
-    state = _expect_dict(state, f"namedtuple {_type_name(xs)}")
-    if set(state) == {"name", "fields", "values"} and "name" not in xs._fields:
-        # The older layout {'name', 'fields': {'0': field}, 'values': {'0': value}}.
-        fields, values = state["fields"], state["values"]
-        if (
-            isinstance(fields, dict)
-            and isinstance(values, dict)
-            and all(type(f) is str for f in fields.values())
-        ):
-            state = {fields[k]: values[k] for k in fields if k in values}
-    if set(state) != set(xs._fields):
-        raise StateDictMismatchError(
-            f"Field mismatch {_where()}: namedtuple {_type_name(xs)} has fields "
-            f"{sorted(xs._fields)}, the state dict has keys {sorted(map(str, state))}."
-        )
-    values = {k: from_state_dict(getattr(xs, k), state[k], name=k) for k in xs._fields}
-    return type(xs)(**values)
-
-
-# --- struct dataclasses ---------------------------------------------------
-
-
-def _dataclass_handlers(ty: type) -> tuple[ToFn, FromFn]:
-    # Pytree fields only: static fields (apply_fn, tx) live in code, not in files.
-    names = tuple(
-        f.name for f in dataclasses.fields(ty) if f.init and f.metadata.get("pytree_node", True)
-    )
+def _fields_handlers(ty: type, kind: str, names: tuple, rebuild: FromFn) -> tuple[ToFn, FromFn]:
+    """Handlers of a type stored as ``{name: getattr(x, name)}`` for its fields ``names``;
+    ``rebuild(x, values)`` makes a copy of ``x`` with the restored values."""
+    what = f"{kind} {ty.__name__}"
 
     def to_fn(x: Any) -> dict:
         return {name: to_state_dict(getattr(x, name)) for name in names}
 
     def from_fn(x: Any, state: Any) -> Any:
-        state = _expect_dict(state, f"dataclass {ty.__name__}")
+        state = _expect_dict(state, what)
+        if kind == "namedtuple" and "name" not in names:
+            state = _namedtuple_old_layout(state)
         missing = [n for n in names if n not in state]
         unknown = [k for k in state if k not in names]
         if missing or unknown:
             raise StateDictMismatchError(
-                f"Field mismatch {_where()} restoring {ty.__name__}: it has fields "
-                f"{list(names)}, the state dict has keys {sorted(map(str, state))} "
-                f"(missing: {missing}, unknown: {sorted(map(str, unknown))})."
+                f"Field mismatch {_where()} restoring {what}: it has fields {list(names)}, the "
+                f"state dict has keys {sorted(map(str, state))} (missing: {missing}, unknown: "
+                f"{sorted(map(str, unknown))})."
             )
-        updates = {n: from_state_dict(getattr(x, n), state[n], name=n) for n in names}
-        return x.replace(**updates)
+        return rebuild(x, {n: from_state_dict(getattr(x, n), state[n], name=n) for n in names})
 
     return to_fn, from_fn
+
+
+def _namedtuple_old_layout(state: dict) -> dict:
+    """Reads the older ``{'name', 'fields': {'0': field}, 'values': {'0': value}}`` layout."""
+    if set(state) != {"name", "fields", "values"}:
+        return state
+    fields, values = state["fields"], state["values"]
+    if (
+        isinstance(fields, dict)
+        and isinstance(values, dict)
+        and all(type(f) is str for f in fields.values())
+    ):
+        return {fields[k]: values[k] for k in fields if k in values}
+    return state
 
 
 register_serialization_state(dict, _dict_to, _dict_from)

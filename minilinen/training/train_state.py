@@ -59,8 +59,6 @@ class TrainState(struct.PyTreeNode):
         cls, *, apply_fn: Callable, params: Any, tx: optax.GradientTransformation, **kwargs: Any
     ) -> TrainState:
         """A state at ``step=0`` with ``opt_state = tx.init(params)``."""
-        if isinstance(params, Mapping) and OVERWRITE_WITH_GRADIENT in params:
-            opt_state = tx.init(params["params"])
-        else:
-            opt_state = tx.init(params)
+        overwrite = isinstance(params, Mapping) and OVERWRITE_WITH_GRADIENT in params
+        opt_state = tx.init(params["params"] if overwrite else params)
         return cls(step=0, apply_fn=apply_fn, params=params, tx=tx, opt_state=opt_state, **kwargs)

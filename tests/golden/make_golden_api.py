@@ -6,7 +6,8 @@ setting of ``jax_threefry_partitionable`` (False, True). Each runs every case wi
 ``nn = flax.linen``: ``init`` (array collections; the ``*_axes`` collections as
 ``get_axis_names`` lists), ``apply`` on those variables and, for cases marked
 ``grad``, the gradient of the output's sum with respect to the params; each output
-case's tree of results. It writes
+case's tree of results (DEVICE_CASES too: every run has 4 simulated CPU devices,
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``). It writes
 ``api/threefry_{0,1}.npz`` (arrays under '/'-joined paths) and
 ``api/threefry_{0,1}.json`` (tree structures in Flax's key order, and axis names).
 ``tests/test_api_golden.py`` replays the cases with minilinen.
@@ -35,7 +36,7 @@ def record(partitionable: bool) -> None:
     import flax.linen.partitioning  # noqa: F401  (the cases read nn.partitioning)
 
     sys.path.insert(0, str(HERE.parent))
-    from golden.api_cases import CASES, OUTPUT_CASES, arrays_only, axes_record
+    from golden.api_cases import CASES, DEVICE_CASES, OUTPUT_CASES, arrays_only, axes_record
     from golden.transforms_cases import apply_case, grad_case
     from golden.tree_record import describe, flatten
 
@@ -58,7 +59,7 @@ def record(partitionable: bool) -> None:
             entry["grad"] = describe(grads, f"{name}/grad")
             arrays.update(flatten(grads, f"{name}/grad"))
         structures[name] = entry
-    for name, make in OUTPUT_CASES.items():
+    for name, make in {**OUTPUT_CASES, **DEVICE_CASES}.items():
         results = make(nn)
         results = {k: v for k, v in results.items() if k != "exact"}
         structures[name] = {"results": describe(results, name)}
@@ -85,7 +86,10 @@ def main() -> None:
         return
     for setting in ("0", "1"):
         cmd = [sys.executable, __file__, "--partitionable", setting]
-        subprocess.run(cmd, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        # Four CPU devices for DEVICE_CASES; the other cases do not depend on the count.
+        devices = "--xla_force_host_platform_device_count=4"
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": devices}
+        subprocess.run(cmd, check=True, env=env)
 
 
 if __name__ == "__main__":

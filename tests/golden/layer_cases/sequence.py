@@ -417,6 +417,83 @@ def recurrent_rnn_to_bytes(nn):
     return Case(fn=fn, args=(data(2, 3, 2, seed=26),))
 
 
+def _step_cell(nn):
+    """A GRU step that drops out its input, sows its output and may count its steps."""
+
+    class StepCell(nn.RNNCellBase):
+        features: int
+        rate: float = 0.0
+        count: bool = False
+
+        @nn.compact
+        def __call__(self, carry, x):
+            if self.rate:
+                x = nn.Dropout(self.rate, deterministic=False)(x)
+            carry, y = nn.GRUCell(self.features)(carry, x)
+            self.sow("intermediates", "y", y)
+            if self.count:
+                steps = self.variable("state", "steps", jnp.zeros, (), jnp.int32)
+                steps.value += 1
+            return carry, y
+
+        @nn.nowrap
+        def initialize_carry(self, rng, input_shape):
+            return jnp.zeros(tuple(input_shape[:-1]) + (self.features,))
+
+        @property
+        def num_feature_axes(self):
+            return 1
+
+    return StepCell
+
+
+@case
+def recurrent_rnn_split_dropout_rng(nn):
+    # A new dropout mask every step: the 'dropout' stream is split over time.
+    m = nn.RNN(_step_cell(nn)(3, rate=0.5), split_rngs={"params": False, "dropout": True})
+    rngs = {"params": key(40), "dropout": key(41)}
+    return Case(m, (data(2, 4, 3, seed=40),), rngs, apply_kwargs={"rngs": {"dropout": key(42)}})
+
+
+@case
+def recurrent_rnn_scanned_intermediates(nn):
+    # Each step's sown value, stacked on axis 1 (the time axis of batch-major inputs).
+    m = nn.RNN(_step_cell(nn)(2), variable_axes={"intermediates": 1}, return_carry=True)
+    x = data(2, 4, 3, seed=41)
+    return Case(m, (x,), key(43), apply_kwargs={"mutable": ["intermediates"]})
+
+
+@case
+def recurrent_rnn_per_step_params(nn):
+    # No params shared: each step has its own, drawn from a split 'params' stream.
+    m = nn.RNN(
+        nn.SimpleCell(2),
+        variable_axes={"params": 0},
+        variable_broadcast=False,
+        split_rngs={"params": True},
+    )
+    return Case(m, (data(2, 4, 3, seed=42),), key(45))
+
+
+@case
+def recurrent_rnn_unroll_seq_lengths(nn):
+    m = nn.RNN(nn.LSTMCell(3), unroll=3, return_carry=True)
+    kw = {"seq_lengths": jnp.asarray([2, 5, 4])}
+    return Case(m, (data(3, 5, 2, seed=43),), key(44), init_kwargs=kw, apply_kwargs=kw)
+
+
+@case
+def recurrent_rnn_carried_state(nn):
+    # A collection carried from step to step; it must exist before the loop (Flax too).
+    def fn(x):
+        params = nn.RNN(_step_cell(nn)(2)).init(key(46), x)["params"]
+        state = {"cell": {"steps": jnp.asarray(3, jnp.int32)}}
+        m = nn.RNN(_step_cell(nn)(2, count=True), variable_carry="state")
+        return m.apply({"params": params, "state": state}, x, mutable=["state"])
+
+    return Case(fn=fn, args=(data(2, 4, 3, seed=44),))
+
+
 @case
 def recurrent_bidirectional_concat(nn):
     m = nn.Bidirectional(nn.RNN(nn.LSTMCell(3)), nn.RNN(nn.GRUCell(3)))

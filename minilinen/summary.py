@@ -302,7 +302,9 @@ def _yaml(value: Any) -> str:
 
 # --- YAML, as Flax's cells are written: the block style of ``yaml.safe_dump(value,
 # default_flow_style=False, indent=2, sort_keys=False)`` for the dicts, tuples and strings
-# ``_plain`` gives (keys always simple keys: none empty, multi-line or of 123+ characters).
+# ``_plain`` gives. Only what tabulate's reprs and markup hold: strings of printable ASCII
+# (YAML would escape others in double quotes), keys shorter than 123 characters (longer ones
+# YAML writes as "? key").
 
 _IMPLICIT = re.compile(  # what YAML 1.1 reads as a bool, null, int, float or date: quoted
     r"[yY]es|YES|[nN]o|NO|[tT]rue|TRUE|[fF]alse|FALSE|[oO]n|ON|[oO]ff|OFF|[nN]ull|NULL|~|<<|="
@@ -340,7 +342,7 @@ def _scalar(text: str, indent: int = 0, column: int | None = None) -> str:
     """A string, plain where YAML reads it back as this string, else in single quotes; past
     column 80 a lone space becomes a line break (``column`` None: a key, never folded)."""
     quote = "" if text and not (_IMPLICIT.fullmatch(text) or _NOT_PLAIN.search(text)) else "'"
-    text = text.replace("'", quote * 2 or "'")
+    text = text.replace("'", "''") if quote else text
     if column is None:
         return quote + text + quote
     words = re.split(r"(?<=[^ ]) (?=[^ ])", text)  # at the lone spaces, where YAML folds

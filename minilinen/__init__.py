@@ -12,6 +12,7 @@ from minilinen.functional import apply, init, init_with_output
 from minilinen.layers import *  # noqa: F403  (the layer library's __all__)
 from minilinen.layers import __all__ as _layer_names
 from minilinen.module import InterceptorContext, Module, compact, intercept_methods, nowrap
+from minilinen.module_context import disable_named_call, enable_named_call, override_named_call
 from minilinen.spmd import *  # noqa: F403  (spmd's __all__)
 from minilinen.spmd import __all__ as _spmd_names
 from minilinen.summary import tabulate
@@ -25,4 +26,5 @@ __all__ = ["FrozenDict", "DenyList", "Module", "compact", "nowrap", "intercept_m
 __all__ += ["InterceptorContext", "Variable", "initializers", "tabulate", "install_as_flax"]
 __all__ += ["apply", "init", "init_with_output", "share_scope", "compact_name_scope"]
 __all__ += [*_transform_names, *_layer_names, *_spmd_names]
+__all__ += ["enable_named_call", "disable_named_call", "override_named_call"]
 __all__ += ["RNN", "Bidirectional"]

@@ -47,25 +47,19 @@ def resolve_method(module: Any, method: Any, module_type: type) -> Callable:
 
 
 def capture_filter(mutable: Any, capture: bool | Callable) -> tuple[Any, Callable | None]:
+    """``mutable`` widened to let ``capture_intermediates`` sow into 'intermediates'."""
     if capture is False or capture is None:
         return mutable, None
     if capture is True:
-        capture = _capture_calls
+        capture = lambda module, method_name: method_name == "__call__"
     if mutable is True or in_filter(mutable, "intermediates"):
         return mutable, capture
     if isinstance(mutable, DenyList):
         deny = mutable.deny
         deny = (deny,) if isinstance(deny, str) else tuple(deny or ())
         return DenyList(tuple(d for d in deny if d != "intermediates")), capture
-    if mutable is False:
-        return "intermediates", capture
-    if isinstance(mutable, str):
-        return (mutable, "intermediates"), capture
-    return (*mutable, "intermediates"), capture
-
-
-def _capture_calls(module: Any, method_name: str) -> bool:
-    return method_name == "__call__"
+    cols = () if mutable is False else (mutable,) if isinstance(mutable, str) else tuple(mutable)
+    return (*cols, "intermediates"), capture
 
 
 def _is_key(x: Any) -> bool:

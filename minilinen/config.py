@@ -18,11 +18,13 @@ _FLAGS: dict[str, list] = {
     # sets Flax 0.12's default, plain dicts.
     "flax_return_frozendict": [True, None],
     "flax_preserve_adopted_names": [False, None],
+    # Module methods under jax.named_scope (nn.enable_named_call). Flax's default is True;
+    # minilinen's is False: a named scope costs every method call a context manager.
+    "flax_profile": [False, None],
     # Fixed here: RNG folds as Flax's default (no separator), checkpoints are minilinen's
-    # own msgpack files (no Orbax), no per-method named scopes, tracebacks unfiltered.
+    # own msgpack files (no Orbax), tracebacks unfiltered.
     "flax_fix_rng_separator": [False, (False,)],
     "flax_use_orbax_checkpointing": [False, (False,)],
-    "flax_profile": [False, (False,)],
     "flax_filter_frames": [False, (False,)],
     "flax_use_flaxlib": [False, (False,)],
 }

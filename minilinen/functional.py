@@ -20,6 +20,7 @@ from minilinen.jax_utils import partial_eval
 
 __all__ = ["apply", "init", "init_with_output", "lazy_init"]
 
+# init() writes every collection except intermediates unless asked to capture them.
 _INIT_MUTABLE = DenyList("intermediates")
 
 

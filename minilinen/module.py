@@ -24,7 +24,8 @@ from minilinen.call_args import capture_filter, check_rngs, collections_for, res
 from minilinen.call_args import merge_param as merge_param  # Flax: flax.linen.module.merge_param
 from minilinen.core.frozen_dict import FrozenDict
 from minilinen.core.meta import AxisMetadata
-from minilinen.core.scope import DenyList, Frame, Scope
+from minilinen.core.scope import Frame, Scope
+from minilinen.functional import _INIT_MUTABLE as _DEFAULT_INIT_MUTABLE
 from minilinen.functional import lazy_init as _lazy_init
 from minilinen.module_context import (
     InterceptorContext,
@@ -33,6 +34,9 @@ from minilinen.module_context import (
     context,
     intercept_methods,
 )
+from minilinen.module_context import disable_named_call as disable_named_call  # Flax has the
+from minilinen.module_context import enable_named_call as enable_named_call  # named-call
+from minilinen.module_context import override_named_call as override_named_call  # switches here
 from minilinen.variables import Variable
 
 __all__ = ["Module", "compact", "nowrap", "intercept_methods", "InterceptorContext"]
@@ -60,9 +64,6 @@ class _WeakParent:
     def __set__(self, module: Any, value: Any) -> None:
         module.__dict__["parent"] = weakref.ref(value) if isinstance(value, Module) else value
 
-
-# init() writes every collection except intermediates unless asked to capture them.
-_DEFAULT_INIT_MUTABLE = DenyList("intermediates")
 
 # Names of Module's own API: never wrapped as user methods.
 _RESERVED = frozenset(
@@ -107,8 +108,10 @@ def _given_fields(module: Module, cache: Any = True, reset_names: bool = True) -
 
 class _ModuleState:
     # Class-level defaults: a fresh state costs two dicts. ``misplaced``: made in a plain
-    # method of a bound module, an error once assigned or called.
-    setup_done = in_setup = in_compact = misplaced = False
+    # method of a bound module, an error once assigned or called. ``transformed``: a lifted
+    # transform's inner copy of a module whose setup ran outside; as in Flax, its setup
+    # may bind again the names lifting reserved for the submodules passed in.
+    setup_done = in_setup = in_compact = misplaced = transformed = False
 
     def __init__(self):
         self.autoname: dict[str, int] = {}
@@ -193,8 +196,7 @@ class Module:
         object.__setattr__(self, "_state", _ModuleState())
         parent = self.parent
         if parent is _UNSPECIFIED:
-            stack = context.stack
-            parent = stack[-1] if stack else None
+            parent = context.stack[-1] if context.stack else None
             object.__setattr__(self, "parent", parent)
         if parent is None:
             return
@@ -226,12 +228,11 @@ class Module:
         """Binds this module to ``scope``'s child (its own name), or to ``scope`` itself
         when ``parent`` is None; then adopts the submodules its fields hold, as Flax
         does eagerly, so ``self.seq.layers[0]`` is bound when reached through a field."""
-        if scope is None:
-            return
         if parent is not None:
             object.__setattr__(self, "parent", parent)
-            parent._state.children[self.name] = self
-            scope = scope.push(self.name)
+            pstate = parent._state
+            pstate.children[self.name] = self
+            scope = scope.push(self.name, reuse=pstate.in_setup and pstate.transformed)
         object.__setattr__(self, "scope", scope)
         fields = self.__dict__
         for field_name in self._field_names:
@@ -240,11 +241,8 @@ class Module:
                 fields[field_name] = self._adopt(field_name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        state = self.__dict__.get("_state")
-        if state is None:  # the dataclass __init__ assigning fields
-            object.__setattr__(self, name, value)
-            return
-        if state.in_setup:
+        state = self.__dict__.get("_state")  # None: the dataclass __init__ assigning fields
+        if state is not None and state.in_setup:
             if name in self._field_names:
                 raise errors.SetAttributeInModuleSetupError(
                     f"Cannot set the field '{name}' of {type(self).__name__} in setup(): "
@@ -253,9 +251,7 @@ class Module:
                 )
             if isinstance(value, (Module, list, tuple, Mapping)):  # frozen, as in Flax
                 value = self._adopt(name, value)
-            object.__setattr__(self, name, value)
-            return
-        if self.scope is not None:
+        elif state is not None and self.scope is not None:
             if _holds_modules(value):
                 raise errors.SubmoduleOutsideSetupOrCompactError(
                     f"Cannot assign the submodule {type(value).__name__} to attribute '{name}' "
@@ -286,12 +282,11 @@ class Module:
                     type(self), "preserve_adopted_names", config.flax_preserve_adopted_names
                 )
                 module = adopted[key] = module.clone(name=module.name if keep else None)
-                if module.name is not None:  # flax_preserve_adopted_names kept its name
-                    module._attach(self, self.scope)
-                    return module
-            if module.name is None:  # not yet named by its creator: named by attachment
+            elif module.name is not None:  # named and bound by its creator
+                return module
+            if module.name is None:  # named by attachment (unless flax_preserve_adopted_names)
                 object.__setattr__(module, "name", f"{attr}{suffix}")
-                module._attach(self, self.scope)
+            module._attach(self, self.scope)
             return module
 
         return _map_modules(value, adopt)
@@ -301,13 +296,12 @@ class Module:
         if state.setup_done or state.in_setup or self.scope is None:
             return
         state.in_setup = True
-        stack = context.stack
-        stack.append(self)
+        context.stack.append(self)
         try:
             if self._has_setup:
                 call_method(self, "setup", type(self).setup, (), {})
         finally:
-            stack.pop()
+            context.stack.pop()
             state.in_setup = False
             state.setup_done = True
 
@@ -387,10 +381,7 @@ class Module:
         self, name: str, init_fn: Callable, *init_args: Any, unbox: bool = True, **init_kwargs: Any
     ) -> Any:
         """Declares (at init) or reads (at apply) parameter ``name``."""
-        scope = self.scope
-        if scope is None:
-            self._require_scope("param")
-        value = scope.param(name, init_fn, init_args, init_kwargs)
+        value = self._require_scope("param").param(name, init_fn, init_args, init_kwargs)
         if unbox and isinstance(value, AxisMetadata):
             return value.unbox()
         return value
@@ -491,26 +482,18 @@ class Module:
             attrs = {f: self.__dict__[f] for f in self._field_names}
         else:
             attrs = _given_fields(self, {} if _deep_clone is True else _deep_clone, _reset_names)
-        attrs["name"] = self.name
-        attrs.update(updates)
-        return type(self)(parent=parent, **attrs)
+        return type(self)(parent=parent, **{**attrs, "name": self.name, **updates})
 
     def copy(self, *, parent: Any = _UNSPECIFIED, name: str | None = None, **updates) -> Module:
         """A deep copy with ``updates``; in a compact method it becomes a new child."""
         return self.clone(parent=parent, name=name, _deep_clone=True, **updates)
 
     def _bound_to(self, scope: Scope) -> Module:
-        new = object.__new__(type(self))
-        fields = new.__dict__
-        fields.update(self.__dict__)
-        if self.scope is not None:  # init/apply of a bound submodule: its own tree
-            fields.update(_given_fields(self))
-        fields["_state"] = _ModuleState()
-        fields["parent"] = scope
-        new._attach(None, scope)
-        return new
+        # A bound submodule's init/apply gets its own tree: fresh copies of what it adopted.
+        return self.clone(parent=scope, **_given_fields(self))
 
-    def _run(self, frame: Frame, method: Any, args: tuple, kwargs: dict) -> Any:
+    def _run(self, frame: Frame, capture: Any, method: Any, args: tuple, kwargs: dict) -> Any:
+        frame.capture = capture  # which calls sow their outputs (capture_intermediates)
         module = self._bound_to(Scope(frame))
         fn = resolve_method(module, method, Module)
         try:
@@ -532,8 +515,7 @@ class Module:
         rngs = check_rngs(rngs, "init")
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame({}, rngs, mutable, {"initializing": True})
-        frame.capture = capture
-        out = self._run(frame, method, args, kwargs)
+        out = self._run(frame, capture, method, args, kwargs)
         return out, config.returned(frame.mutated())
 
     def init(self, rngs: Any, *args: Any, **kwargs: Any) -> FrozenDict:
@@ -562,11 +544,8 @@ class Module:
         _check_instance(self)
         mutable, capture = capture_filter(mutable, capture_intermediates)
         frame = Frame(collections_for(variables, mutable), check_rngs(rngs, "apply"), mutable, {})
-        frame.capture = capture
-        out = self._run(frame, method, args, kwargs)
-        if mutable is False:
-            return out
-        return out, config.returned(frame.mutated())
+        out = self._run(frame, capture, method, args, kwargs)
+        return out if mutable is False else (out, config.returned(frame.mutated()))
 
     def bind(
         self, variables: Mapping, *args: Any, rngs: Any = None, mutable: Any = False

@@ -1,23 +1,30 @@
 """Per-thread module context: the stack of running modules, method interceptors, and
-the wrapper every Module method gets (it runs the method inside that context)."""
+the wrapper every Module method gets (it runs the method inside that context), which
+also labels the call with its module's name while named calls are on."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from minilinen import errors
+import jax
 
-__all__ = ["context", "InterceptorContext", "intercept_methods", "call_method"]
+from minilinen import config, errors
+
+__all__ = ["context", "InterceptorContext", "intercept_methods", "call_method", "named_call"]
 
 
 class _Context(threading.local):
     def __init__(self):
         self.stack: list[Any] = []  # the modules whose methods are running
         self.interceptors: list[Callable] = []
+
+    def __reduce__(self) -> str:  # pickled methods of local Module classes refer to it
+        return "context"
 
 
 context = _Context()
@@ -32,23 +39,27 @@ class InterceptorContext:
     orig_method: Callable
 
 
-class intercept_methods:
+@contextlib.contextmanager
+def intercept_methods(interceptor: Callable):
     """Context manager: ``interceptor(next_fun, args, kwargs, context)`` wraps every
     module method call made inside it, ``setup`` included (used by ``tabulate``)."""
-
-    def __init__(self, interceptor: Callable):
-        self.interceptor = interceptor
-
-    def __enter__(self):
-        context.interceptors.append(self.interceptor)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        context.interceptors.remove(self.interceptor)
+    context.interceptors.append(interceptor)
+    try:
+        yield
+    finally:
+        context.interceptors.remove(interceptor)
 
 
 def call_method(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict) -> Any:
-    """Calls ``fun(module, *args, **kwargs)`` through every active interceptor."""
+    """Calls ``fun(module, *args, **kwargs)`` through every active interceptor, inside a
+    ``jax.named_scope`` named after the module while named calls are on."""
+    if _PROFILE[0]:
+        with jax.named_scope(_profile_name(module, name)):
+            return _intercepted(module, name, fun, args, kwargs)
+    return _intercepted(module, name, fun, args, kwargs)
+
+
+def _intercepted(module: Any, name: str, fun: Callable, args: tuple, kwargs: dict) -> Any:
     interceptors = context.interceptors
     if not interceptors:
         return fun(module, *args, **kwargs)
@@ -64,6 +75,8 @@ def _through(interceptor: Callable, next_fun: Callable, info: InterceptorContext
 
 
 def _wrap_method(fun: Callable, name: str) -> Callable:
+    """``fun`` run in its module's context: setup first, the module stack, compact
+    naming (names are freed when the outermost compact call ends) and capture."""
     is_compact = getattr(fun, "compact", False)
 
     @functools.wraps(fun)
@@ -81,31 +94,70 @@ def _wrap_method(fun: Callable, name: str) -> Callable:
                     "...), or module.bind(variables) for interactive use."
                 )
             return call_method(self, name, fun, args, kwargs)
-        if not self._state.setup_done:
+        state = self._state
+        if not state.setup_done:
             self._try_setup()
-        return _run_method(self, fun, name, args, kwargs)
+        scope = self.scope  # after setup: nn.share_scope may have moved it
+        outermost = is_compact and not state.in_compact
+        state.in_compact |= is_compact
+        context.stack.append(self)
+        try:
+            out = call_method(self, name, fun, args, kwargs)
+        finally:
+            context.stack.pop()
+            if outermost:
+                state.in_compact = False
+                state.autoname.clear()
+                scope.rewind()
+        capture = scope.frame.capture
+        if capture is not None and capture(self, name):
+            self.sow("intermediates", name, out)
+        return out
 
     wrapped.method_handler_wrapped = True
     return wrapped
 
 
-def _run_method(self: Any, fun: Callable, name: str, args: tuple, kwargs: dict) -> Any:
-    """Calls a bound module's method inside its context (stack, compact naming, capture)."""
-    scope, state, stack = self.scope, self._state, context.stack
-    stack.append(self)
-    is_compact = getattr(fun, "compact", False)
-    reentrant = state.in_compact
-    if is_compact:
-        state.in_compact = True
+# --- named calls (Flax's flax_profile): module methods labelled in jaxprs and profiles ---
+
+_PROFILE = config._FLAGS["flax_profile"]  # [value, allowed]: read on every method call
+
+
+def _profile_name(module: Any, method_name: str) -> str:
+    suffix = "" if method_name == "__call__" else f".{method_name}"
+    return f"{module.name or type(module).__name__}{suffix}"
+
+
+def enable_named_call() -> None:
+    """Runs every module method under a ``jax.named_scope`` named after its module, so
+    profiles and compiled HLO show which module each operation belongs to."""
+    config.update("flax_profile", True)
+
+
+def disable_named_call() -> None:
+    """Turns ``enable_named_call`` off (the default)."""
+    config.update("flax_profile", False)
+
+
+@contextlib.contextmanager
+def override_named_call(enable: bool = True):
+    """Context manager: named calls on (or off) inside it."""
+    saved, _PROFILE[0] = _PROFILE[0], enable
     try:
-        out = call_method(self, name, fun, args, kwargs)
+        yield
     finally:
-        stack.pop()
-        if is_compact and not reentrant:
-            state.in_compact = False
-            state.autoname.clear()
-            scope.rewind()
-    capture = scope.frame.capture
-    if capture is not None and capture(self, name):
-        self.sow("intermediates", name, out)
-    return out
+        _PROFILE[0] = saved
+
+
+def named_call(class_fn: Callable, force: bool = True) -> Callable:
+    """A Module method labelled with its module's name (``jax.named_call``); with
+    ``force=False`` only while named calls are enabled. Never inside ``setup``."""
+
+    @functools.wraps(class_fn)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if (not force and not config.flax_profile) or self._state.in_setup:
+            return class_fn(self, *args, **kwargs)
+        name = _profile_name(self, class_fn.__name__)
+        return jax.named_call(class_fn, name=name)(self, *args, **kwargs)
+
+    return wrapped

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import io
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
@@ -25,7 +26,6 @@ import numpy as np
 import rich.console
 import rich.table
 import rich.text
-import yaml
 
 from minilinen.core.frozen_dict import unfreeze
 from minilinen.core.meta import Partitioned
@@ -286,8 +286,9 @@ def _plain(value: Any) -> Any:
 
 def _plain_key(key: Any) -> Any:
     key = key.value if isinstance(key, enum.Enum) else key
-    # YAML writes strings, numbers and the like; another key shows as its repr (Flax fails).
-    return key if type(key) in yaml.SafeDumper.yaml_representers else repr(key)
+    # Another key than a string shows as its repr: an int as Flax's YAML writes it (Flax
+    # writes True, None and the like as YAML does, or fails: keys no pytree holds in practice).
+    return key if type(key) is str else repr(key)
 
 
 def _yaml(value: Any) -> str:
@@ -296,8 +297,61 @@ def _yaml(value: Any) -> str:
     value = _plain(jax.tree_util.tree_map(_leaf_markup, value, is_leaf=is_leaf))
     if not value:  # nothing to show: an empty cell
         return ""
-    text = yaml.safe_dump(value, default_flow_style=False, indent=2, sort_keys=False)
-    return text.replace("\n...", "").replace("'", "").strip()
+    return _dump(value).replace("'", "").strip()
+
+
+# --- YAML, as Flax's cells are written: the block style of ``yaml.safe_dump(value,
+# default_flow_style=False, indent=2, sort_keys=False)`` for the dicts, tuples and strings
+# ``_plain`` gives. Only what tabulate's reprs and markup hold: strings of printable ASCII
+# (YAML would escape others in double quotes), keys shorter than 123 characters (longer ones
+# YAML writes as "? key").
+
+_IMPLICIT = re.compile(  # what YAML 1.1 reads as a bool, null, int, float or date: quoted
+    r"[yY]es|YES|[nN]o|NO|[tT]rue|TRUE|[fF]alse|FALSE|[oO]n|ON|[oO]ff|OFF|[nN]ull|NULL|~|<<|="
+    r"|[-+]?(?:0b[01_]+|0[0-7_]+|0|[1-9][0-9_]*(?::[0-5]?[0-9])*"
+    r"|0x[0-9a-fA-F_]+|[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|[0-9][0-9_]*(?::[0-5]?[0-9])+"
+    r"\.[0-9_]*|\.(?:inf|Inf|INF))|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|\.(?:nan|NaN|NAN)"
+    r"|\d{4}-\d\d-\d\d|\d{4}-\d\d?-\d\d?(?:[Tt]|[ \t]+)\d\d?:\d\d:\d\d(?:\.\d*)?"
+    r"(?:[ \t]*(?:Z|[-+]\d\d?(?::\d\d)?))?"
+)
+# An indicator (at the start, or ": " and " #"), a space at either end, anything but ASCII.
+_NOT_PLAIN = re.compile(r"^(?:[-?:](?: |$)|---|\.\.\.|[#,\[\]{}&*!|>'\"%@` ])| $|: |:$| #|[^ -~]")
+
+
+def _dump(value: Any, indent: int = 0, column: int = 0) -> str:
+    """``value`` in YAML, without the document's end; its lines after the first are indented
+    by ``indent``, its first starts at ``column``."""
+    pad = "\n" + " " * indent
+    if isinstance(value, dict) and value:
+        return pad.join(_entry(_scalar(k), v, indent) for k, v in value.items())
+    if isinstance(value, tuple) and value:
+        return pad.join("- " + _dump(v, indent + 2, indent + 2) for v in value)
+    if isinstance(value, str):
+        return _scalar(value, indent or 2, column)  # a lone string's folds indented by 2
+    return "{}" if isinstance(value, dict) else "[]"
+
+
+def _entry(key: str, value: Any, indent: int) -> str:
+    if value and isinstance(value, (dict, tuple)):  # on the next lines; a list not indented
+        inner = indent + 2 if isinstance(value, dict) else indent
+        return f"{key}:\n{' ' * inner}{_dump(value, inner)}"
+    return f"{key}: {_dump(value, indent + 2, indent + len(key) + 2)}"
+
+
+def _scalar(text: str, indent: int = 0, column: int | None = None) -> str:
+    """A string, plain where YAML reads it back as this string, else in single quotes; past
+    column 80 a lone space becomes a line break (``column`` None: a key, never folded)."""
+    quote = "" if text and not (_IMPLICIT.fullmatch(text) or _NOT_PLAIN.search(text)) else "'"
+    text = text.replace("'", "''") if quote else text
+    if column is None:
+        return quote + text + quote
+    words = re.split(r"(?<=[^ ]) (?=[^ ])", text)  # at the lone spaces, where YAML folds
+    out, column = quote + words[0], column + len(quote + words[0])
+    for word in words[1:]:
+        fold = column > 80
+        out += ("\n" + " " * indent if fold else " ") + word
+        column = (indent if fold else column + 1) + len(word)
+    return out + quote
 
 
 def _size(tree: Any) -> str:

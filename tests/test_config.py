@@ -96,7 +96,6 @@ def test_preserve_adopted_names_class_attribute_wins_over_the_flag(flag):
     [
         ("flax_fix_rng_separator", False),
         ("flax_use_orbax_checkpointing", False),
-        ("flax_profile", False),
         ("flax_filter_frames", False),
         ("flax_use_flaxlib", False),
     ],
@@ -107,6 +106,18 @@ def test_fixed_flags_accept_only_minilinens_behaviour(name, fixed):
     with pytest.raises(errors.ConfigValueError, match=f"always behaves as {name}={fixed}"):
         config.update(name, not fixed)
     assert getattr(config, name) is fixed
+
+
+def test_profile_flag_names_module_calls_in_the_compiled_program(flag):
+    assert config.flax_profile is False  # Flax's default is True: see nn.enable_named_call
+    variables = nn.Dense(2).init(jax.random.key(0), X)
+
+    def hlo():  # a fresh function each time: jit's cache would keep the first trace's names
+        return jax.jit(lambda v: nn.Dense(2).apply(v, X)).lower(variables).as_text(debug_info=True)
+
+    assert "Dense/dot_general" not in hlo()
+    flag("flax_profile", True)
+    assert "Dense/dot_general" in hlo()
 
 
 @pytest.mark.parametrize("name", ["nnx_graph_mode", "flax_array_ref", "flax_pytree_module"])

@@ -1,5 +1,7 @@
 """The Module system as a user meets it: naming, sharing, variables, init/apply/bind."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -332,3 +334,88 @@ def test_perturb_exposes_gradients_of_intermediate_values():
     h = nn.Dense(2).apply({"params": variables["params"]["Dense_0"]}, X)
     np.testing.assert_allclose(grads["perturbations"]["h"], 2 * h, rtol=1e-6)
     assert float(model.apply({"params": variables["params"]}, X)) > 0  # works without it
+
+
+class Labelled(nn.Module):
+    def setup(self):
+        self.sub = Labelled.Sub()
+
+    class Sub(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(x)
+
+        def double(self, x):
+            return x * 2
+
+    def __call__(self, x):
+        return self.sub.double(self.sub(x))
+
+
+def op_names(fn, *args):
+    """The op names (name stacks) in the HLO that jax.jit(fn) lowers to, traced anew
+    (jit's cache would keep the names of an earlier trace)."""
+    import re
+
+    text = jax.jit(lambda *a: fn(*a)).lower(*args).as_text(debug_info=True)
+    return set(re.findall(r'"jit\(<lambda>\)/([^"]*)"', text))
+
+
+def test_named_calls_label_each_module_method_in_the_compiled_program():
+    variables = Labelled().init(KEY, X)
+
+    def run(v, x):
+        return Labelled().apply(v, x)
+
+    assert nn.config.flax_profile is False  # minilinen's default (Flax's is True)
+    unlabelled = {"dot_general", "add", "reshape", "mul"}
+    assert op_names(run, variables, X) == unlabelled
+    with nn.override_named_call(True):
+        assert nn.config.flax_profile is True
+        # Flax's names: the root by its class, then each module by name, '.method' when
+        # not __call__.
+        assert op_names(run, variables, X) == {
+            "Labelled/sub/Dense_0/dot_general",
+            "Labelled/sub/Dense_0/add",
+            "Labelled/sub/Dense_0/reshape",
+            "Labelled/sub.double/mul",
+        }
+    assert op_names(run, variables, X) == unlabelled
+    nn.enable_named_call()
+    try:
+        assert "Labelled/sub.double/mul" in op_names(run, variables, X)
+    finally:
+        nn.disable_named_call()
+    assert nn.config.flax_profile is False
+    assert op_names(run, variables, X) == unlabelled
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_named_call_labels_one_method(force):
+    class Model(nn.Module):
+        @nn.named_call
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(x)
+
+        @functools.partial(nn.named_call, force=force)
+        def scale(self, x):
+            return x * 3
+
+    model = Model(name="model")
+    variables = Model().init(KEY, X)
+
+    def run(v, x):
+        return model.apply(v, x, method=lambda m, x: m.scale(m(x)))
+
+    # Labelled though named calls are off; with force=False only while they are on.
+    scaled = {"model.scale/mul"} if force else {"mul"}
+    dense = {"model/dot_general", "model/add", "model/reshape"}
+    assert op_names(run, variables, X) == dense | scaled
+    with nn.override_named_call(True):  # as in Flax, both labels then: the call's and the method's
+        assert op_names(run, variables, X) == {
+            "model/model/Dense_0/dot_general",
+            "model/model/Dense_0/add",
+            "model/model/Dense_0/reshape",
+            "model.scale/model.scale/mul",
+        }

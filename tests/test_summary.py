@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -18,11 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 from golden.summary_cases import CASES, CONSOLES, render
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax import lax, random
 
 import minilinen as nn
-from minilinen.summary import tabulate
+from minilinen.summary import _dump, tabulate
 
 GOLDEN = Path(__file__).parent / "golden" / "summary" / "tables.json"
 
@@ -554,3 +559,68 @@ def test_tables_match_flax(name, console):
     # Recorded with the real Flax by golden/make_golden_summary.py.
     expected = json.loads(GOLDEN.read_text())["tables"][name][console]
     assert render(nn, name, console) == expected
+
+
+# --- the cells' YAML, against the real yaml.safe_dump ---------------------------------------
+
+# Pieces of the strings tabulate writes (shapes as markup, mesh axes, reprs), and strings YAML
+# must quote: indicators, what reads back as a bool, null, number or date, spaces at the ends.
+# (Not written as YAML writes them: line breaks and characters beyond printable ASCII, which
+# YAML escapes in double quotes; no repr or markup tabulate writes holds them.)
+PIECES = ["[dim]float32[/dim][4,3]", "float32[4,3]", "[dim]P[/dim](None, 'model')", "Key()", "a"]
+PIECES += ["its: x", "a #b", "x:", ":", "?", "-", "- x", "#", "---", "...", "'", '"', "it's"]
+PIECES += list("[]{},&*!|>%@`") + ["yes", "No", "TRUE", "off", "null", "~", "<<", "=", "None"]
+PIECES += ["1", "-1", "3", "0x1F", "017", "0b10", "1_000", "1:20", "1.5", ".5", "1e5", "1.0e+5"]
+PIECES += [".inf", "-.Inf", ".NaN", "nan", "2001-12-14", "2001-12-14 21:59:43.10 Z", "1.e-3"]
+PIECES += ["", " ", "  ", "<function relu at 0x7f0>", "Dense(features=3)", "[dim](2,)[/dim]"]
+TEXT = st.one_of(
+    st.lists(st.sampled_from(PIECES), max_size=30).map(" ".join),  # long: folded past column 80
+    st.lists(st.sampled_from(PIECES) | st.text(" a:#-'\"?,[]{}", max_size=5)).map("".join),
+)
+
+
+# Keys as YAML writes them simply: not empty, shorter than 123 characters.
+def simple_key(text):
+    return 0 < len(text) < 123
+
+
+KEYS = TEXT.filter(simple_key)
+TREES = st.recursive(
+    TEXT,
+    lambda kids: st.lists(kids, max_size=4).map(tuple) | st.dictionaries(KEYS, kids, max_size=4),
+)
+
+
+def safe_dump(value):
+    text = yaml.safe_dump(value, default_flow_style=False, indent=2, sort_keys=False)
+    return text.removesuffix("...\n") if text.endswith("\n...\n") else text  # a lone plain string
+
+
+@settings(max_examples=3000, deadline=None)
+@given(TREES)
+def test_cells_are_written_as_yaml_safe_dump_writes_them(tree):
+    assert _dump(tree) + "\n" == safe_dump(tree)
+
+
+@pytest.mark.parametrize(
+    "text", PIECES + ["w " * 50, "its: x " * 20, "'a b' " * 30, "  x  y " * 30]
+)
+def test_each_kind_of_string_as_yaml_writes_it(text):
+    for tree in (text, {"key": text}, (text, {"k": (text,)}), {"k": {"j": text}}):
+        assert _dump(tree) + "\n" == safe_dump(tree)
+    if simple_key(text):  # as a key too
+        assert _dump({text: "v"}) + "\n" == safe_dump({text: "v"})
+
+
+def test_tabulate_needs_no_yaml():
+    # pyyaml is a test dependency only: minilinen imports and tabulates where it is missing.
+    script = (
+        "import sys; sys.modules['yaml'] = None\n"
+        "import jax, jax.numpy as jnp, minilinen as nn\n"
+        "print(nn.Dense(3).tabulate(jax.random.key(0), jnp.ones((1, 2)), console_kwargs="
+        "{'force_terminal': False}))"
+    )
+    root = Path(__file__).parent.parent  # minilinen from this checkout
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert "kernel: float32[2,3]" in out.stdout and "Total Parameters: 9 (36 B)" in out.stdout

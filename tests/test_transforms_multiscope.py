@@ -332,6 +332,58 @@ def test_a_setup_submodule_passed_to_a_lifted_helper():
     np.testing.assert_array_equal(Jitted().apply(variables, x), Plain().apply(variables, x))
 
 
+@pytest.mark.parametrize("transform", [nn.jit, nn.remat])
+def test_a_submodule_passed_to_a_lifted_method_keeps_its_name_reserved(transform):
+    # As in Flax: inside the lifted method, the name of a submodule passed in is taken,
+    # for a new submodule (even in a plain method) and for a variable alike.
+    class NewSubmodule(nn.Module):
+        @transform
+        def helper(self, x, m):
+            nn.Dense(2, name="a")
+            return m(x)
+
+        @nn.compact
+        def __call__(self, x):
+            return self.helper(x, nn.Dense(2, name="a"))
+
+    class NewParam(nn.Module):
+        @transform
+        @nn.compact
+        def helper(self, x, m):
+            self.param("a", nn.initializers.zeros, (2,))
+            return m(x)
+
+        @nn.compact
+        def __call__(self, x):
+            return self.helper(x, nn.Dense(2, name="a"))
+
+    for model in (NewSubmodule(), NewParam()):
+        with pytest.raises(nn.errors.NameInUseError, match="'a'"):
+            model.init(jax.random.PRNGKey(0), jnp.ones((2,)))
+
+
+def test_a_lifted_copys_setup_binds_the_reserved_name_of_its_submodule_again():
+    # The copy inside the transform runs setup again: its self.inner is the submodule
+    # passed in (one set of parameters), not a name clash.
+    class Plain(nn.Module):
+        def setup(self):
+            self.inner = nn.Dense(2)
+
+        def helper(self, x, m):
+            return m(x) + self.inner(x)
+
+        def __call__(self, x):
+            return self.helper(x, self.inner)
+
+    class Jitted(Plain):
+        helper = nn.jit(Plain.helper)
+
+    x = jnp.arange(2.0)
+    variables = Jitted().init(jax.random.PRNGKey(0), x)
+    assert _shapes(variables) == {"params": {"inner": {"bias": (2,), "kernel": (2, 2)}}}
+    np.testing.assert_array_equal(Jitted().apply(variables, x), Plain().apply(variables, x))
+
+
 def test_jitted_modules_held_in_fields_keep_their_writes():
     # A field module adopted eagerly by its holder is re-adopted inside the holder's
     # nn.jit as given, so its variables land under the field's name (as in Flax).

@@ -7,6 +7,8 @@ A ``Scope`` is one path inside a frame. Scopes know nothing about Modules.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -25,22 +27,11 @@ CollectionFilter = Any  # bool | str | Iterable[str] | DenyList
 Array = jax.Array  # Flax's alias, imported from flax.core.scope by annotations
 
 
+@dataclasses.dataclass(frozen=True)
 class DenyList:
     """A collection filter matching every collection except ``deny``."""
 
-    __slots__ = ("deny",)
-
-    def __init__(self, deny: CollectionFilter):
-        self.deny = deny
-
-    def __repr__(self) -> str:
-        return f"DenyList({self.deny!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DenyList) and self.deny == other.deny
-
-    def __hash__(self) -> int:
-        return hash(("DenyList", repr(self.deny)))
+    deny: CollectionFilter = dataclasses.field(hash=False)  # may be an (unhashable) list
 
 
 def in_filter(filter_: CollectionFilter, col: str) -> bool:
@@ -104,11 +95,10 @@ class Frame:
         self._mutable_cache: dict[str, bool] = {}
 
     def is_mutable(self, col: str) -> bool:
-        try:
-            return self._mutable_cache[col]
-        except KeyError:
-            result = self._mutable_cache[col] = in_filter(self.mutable, col)
-            return result
+        cache = self._mutable_cache
+        if col not in cache:
+            cache[col] = in_filter(self.mutable, col)
+        return cache[col]
 
     def mutated(self) -> dict:
         """The mutable collections, as plain dicts (the frame owns them)."""
@@ -231,14 +221,10 @@ class Scope:
         return found
 
     def has_variable(self, col: str, name: str) -> bool:
-        variables = self._collection(col)
-        return variables is not None and name in variables
+        return name in (self._collection(col) or {})
 
     def get_variable(self, col: str, name: str, default: Any = None) -> Any:
-        variables = self._collection(col)
-        if variables is None:
-            return default
-        value = variables.get(name, default)
+        value = (self._collection(col) or {}).get(name, default)
         return FrozenDict._wrap(value) if type(value) is dict else value
 
     def put_variable(self, col: str, name: str, value: Any) -> None:
@@ -276,19 +262,15 @@ class Scope:
         params = self._collection("params")
         if params is not None and name in params:
             value = params[name]
-            expected = _abstract_init(init_fn, args, kwargs)
-            if expected is not None:
-                _check_shapes(value, expected, name, self.path_text)
+            _check_shapes(value, _abstract_init(init_fn, args, kwargs), name, self.path_text)
             return FrozenDict._wrap(value) if type(value) is dict else value
         if not self.frame.is_mutable("params"):
             raise self._missing_param(name)
         root, count = self._draw("params")
         # zeros/ones never read their key: the draw is still counted, so every later
         # key is unchanged, but the eager fold (~50 us per bias or norm scale) is skipped.
-        if init_fn is _ZEROS or init_fn is _ONES:
-            rng = root
-        else:
-            rng = fold_in_static(root, self.rng_path + (count,))
+        key_free = init_fn is _ZEROS or init_fn is _ONES
+        rng = root if key_free else fold_in_static(root, self.rng_path + (count,))
         value = init_fn(rng, *args, **kwargs)
         self.put_variable("params", name, value)
         return value
@@ -336,10 +318,6 @@ class Scope:
         return rngs[stream], count
 
 
-# init_fn shapes, cached: checking a stored parameter's shape must not cost an
-# abstract evaluation on every apply.
-_ABSTRACT_CACHE: dict = {}
-_ABSTRACT_CACHE_LIMIT = 4096
 _ABSTRACT_KEY = jax.ShapeDtypeStruct((2,), np.uint32)
 
 
@@ -347,31 +325,29 @@ def _hashable(items: tuple) -> tuple:
     return tuple(_hashable(tuple(x)) if isinstance(x, (list, tuple)) else x for x in items)
 
 
-def _abstract_init(init_fn: Callable, args: tuple, kwargs: dict) -> Any:
+# init_fn shapes, cached: checking a stored parameter's shape must not cost an
+# abstract evaluation on every apply.
+@functools.lru_cache(maxsize=4096)
+def _init_shapes(init_fn: Callable, args: tuple, kwargs: tuple) -> Any:
     try:
-        key = (init_fn, args, tuple(kwargs.items()) if kwargs else ())
-        hit = _ABSTRACT_CACHE.get(key)
-    except TypeError:
-        # Shapes are often given as lists; as tuples they make the same key.
-        try:
-            key = (init_fn, _hashable(args), _hashable(tuple(kwargs.items())))
-            hit = _ABSTRACT_CACHE.get(key)
-        except TypeError:  # still unhashable: evaluate every time
-            key, hit = None, None
-    if hit is not None:
-        return hit
-    try:
-        shapes = jax.eval_shape(lambda key: init_fn(key, *args, **kwargs), _ABSTRACT_KEY)
+        return jax.eval_shape(lambda key: init_fn(key, *args, **dict(kwargs)), _ABSTRACT_KEY)
     except Exception:  # an initializer that cannot run abstractly: skip the check
         return None
-    if key is not None:
-        if len(_ABSTRACT_CACHE) >= _ABSTRACT_CACHE_LIMIT:
-            _ABSTRACT_CACHE.clear()
-        _ABSTRACT_CACHE[key] = shapes
-    return shapes
+
+
+def _abstract_init(init_fn: Callable, args: tuple, kwargs: dict) -> Any:
+    kwargs = tuple(kwargs.items())
+    try:
+        return _init_shapes(init_fn, args, kwargs)
+    except TypeError:  # shapes are often given as lists; as tuples they make the same key
+        try:
+            return _init_shapes(init_fn, _hashable(args), _hashable(kwargs))
+        except TypeError:  # still unhashable: evaluate every time
+            return _init_shapes.__wrapped__(init_fn, args, kwargs)
 
 
 def _check_shapes(value: Any, expected: Any, name: str, path_text: str) -> None:
+    """Raises if ``value``'s shapes differ from ``expected``'s (None: nothing to check)."""
     if hasattr(expected, "shape") and hasattr(value, "shape"):
         if value.shape == expected.shape:
             return

@@ -5,6 +5,7 @@ or a Module method (as a decorator). Each module's ``*_scope`` variant (e.g.
 ``transforms.scan.scan_scope``) lifts a plain function of a scope.
 """
 
+from minilinen.module_context import named_call  # no transform boundary: a named scope
 from minilinen.transforms.autodiff import custom_vjp, grad, jvp, value_and_grad, vjp
 from minilinen.transforms.control_flow import cond, switch, while_loop
 from minilinen.transforms.jit import fold_rngs, jit
@@ -15,4 +16,4 @@ from minilinen.transforms.vmap import vmap
 
 __all__ = ["scan", "vmap", "jit", "remat", "checkpoint", "remat_scan", "map_variables"]
 __all__ += ["broadcast", "fold_rngs", "cond", "switch", "while_loop", "vjp", "jvp", "grad"]
-__all__ += ["value_and_grad", "custom_vjp", "add_metadata_axis"]
+__all__ += ["value_and_grad", "custom_vjp", "add_metadata_axis", "named_call"]

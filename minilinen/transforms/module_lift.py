@@ -200,11 +200,8 @@ class InnerCall:
             if i not in built:
                 obj, (index, names), hidden = self.refs[i]
                 where = scopes[index]
-                for child in names:  # not reserved: the inner copy may define it again
-                    below = where.children.get(child)
-                    if below is None:
-                        below = where.children[child] = Scope(where.frame, where, child)
-                    where = below
+                for child in names:  # reserved, as Flax does: only the inner copy's setup
+                    where = where.push(child, reuse=True)  # may bind the name again
                 if isinstance(obj, Variable):
                     built[i] = Variable(where, obj.collection, obj.name, obj.unbox)
                 else:
@@ -217,6 +214,7 @@ class InnerCall:
         inner = self.cls(parent=scopes[0], name=self.module.name, **fields)
         inner_state = inner._state
         inner_state.in_compact, inner_state.autoname = self.in_compact, dict(self.autoname)
+        inner_state.transformed = self.module._state.setup_done
         out = self.fn(inner, *args, **kwargs)
         self.module._state.autoname = dict(inner_state.autoname)
         for leaf in jax.tree_util.tree_leaves(out, is_leaf=_is_ref):

@@ -184,6 +184,18 @@ def _dot_general_with_precision_jvp(dims, precision, preferred, primals, tangent
     return out, dot(lhs_dot, rhs) + dot(lhs, rhs_dot)
 
 
+def _dot_transpose(g, y, x_ndim, dims, preferred, swap_ans=False):
+    """The cotangent of ``dot_general(x, y, dims)``'s ``x``, from fp8 ``g`` and ``y``."""
+    (x_contract, y_contract), (x_batch, y_batch) = dims
+    x_kept = [i for i in range(x_ndim) if i not in (*x_contract, *x_batch)]
+    y_kept = [i for i in range(y.ndim) if i not in (*y_contract, *y_batch)]
+    y_start = len(x_batch) + (0 if swap_ans else len(x_kept))  # where y's kept axes sit in g
+    g_dims = ((range(y_start, y_start + len(y_kept)), y_kept), (range(len(x_batch)), y_batch))
+    out = lax.dot_general(g, y, g_dims, lax.Precision.HIGHEST, preferred_element_type=preferred)
+    x_contract_by_y = np.take(x_contract, np.argsort(y_contract))
+    return lax.transpose(out, tuple(np.argsort([*x_batch, *x_kept, *x_contract_by_y])))
+
+
 # A dot's fp8 meta: scales, then histories (fp8_scaled_dot_general's order), for the
 # input or lhs, the kernel or rhs, and the output's gradient.
 _KINDS = ("scale", "amax_history")
@@ -228,10 +240,10 @@ def _scaled_dot_bwd(dims, precision, preferred, compute_dtype, residuals, g):
     q_lhs, q_rhs, (lhs_scale, rhs_scale, grad_scale, lhs_hist, rhs_hist, grad_hist) = residuals
     grad_scale, grad_hist = update_fp8_meta(g, jnp.float8_e5m2, grad_scale, grad_hist)
     q_g = quantize(g, jnp.float8_e5m2, _as_float(grad_scale), preferred)
-    # The product's own VJP, at HIGHEST precision, taken at the fp8 operands and cotangent.
-    dot = partial(lax.dot_general, dimension_numbers=dims, precision=lax.Precision.HIGHEST)
-    _, dot_vjp = jax.vjp(dot, q_lhs.astype(preferred), q_rhs.astype(preferred))
-    grad_lhs, grad_rhs = dot_vjp(q_g.astype(preferred))
+    # The product's transposes, as fp8 x fp8 dots (what fp8 GEMMs on GPUs run), as Flax does.
+    swapped = tuple(pair[::-1] for pair in dims)  # lhs and rhs exchanged
+    grad_lhs = _dot_transpose(q_g, q_rhs, q_lhs.ndim, dims, preferred)
+    grad_rhs = _dot_transpose(q_g, q_lhs, q_rhs.ndim, swapped, preferred, swap_ans=True)
     grad_lhs = dequantize(grad_lhs, preferred, _as_float(rhs_scale) * _as_float(grad_scale))
     grad_rhs = dequantize(grad_rhs, preferred, _as_float(lhs_scale) * _as_float(grad_scale))
     return grad_lhs, grad_rhs, lhs_scale, rhs_scale, grad_scale, lhs_hist, rhs_hist, grad_hist

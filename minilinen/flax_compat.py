@@ -29,6 +29,7 @@ _PATHS: dict[str, tuple[str, ...]] = {
     "flax": (),
     "flax.linen": ("minilinen",),
     "flax.linen.dtypes": ("minilinen.layers.common",),
+    "flax.typing": ("minilinen.typing",),
     # Flax keeps Conv, ConvTranspose and ConvLocal in linen/linear.py.
     "flax.linen.linear": ("minilinen.layers.linear", "minilinen.layers.conv"),
     # The cells are layers; RNN and Bidirectional, a lifted scan of a cell, are transforms.

@@ -26,9 +26,9 @@ from minilinen.spmd import _with_sharding_constraint  # noqa: F401  (Flax's test
 from minilinen.transforms import map_variables, scan, vmap
 from minilinen.transforms import remat as _remat
 from minilinen.transforms.filters import union
-from minilinen.transforms.lift import In, Out
 from minilinen.transforms.remat import remat_scope
 from minilinen.traverse_util import flatten_dict, unflatten_dict
+from minilinen.typing import In, Out
 from minilinen.variables import Variable
 
 axis_rules = spmd.logical_axis_rules

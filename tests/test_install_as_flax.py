@@ -25,6 +25,7 @@ EXPECTED = {
     "flax.linen.batch_apply": [L + "batch_apply"],
     "flax.linen.combinators": [L + "combinators"],
     "flax.linen.dtypes": [L + "common"],
+    "flax.typing": ["minilinen.typing"],
     "flax.linen.fp8_ops": [L + "fp8_ops"],
     "flax.linen.initializers": ["minilinen.initializers"],
     "flax.linen.linear": [L + "linear", L + "conv"],
@@ -127,6 +128,8 @@ def test_user_code_sees_minilinen_objects_and_plain_dicts():
         assert flax.linen.linear.Conv is minilinen.Conv and FrozenDict is minilinen.FrozenDict
         assert train_state.TrainState is minilinen.training.train_state.TrainState
         assert config is minilinen.config and config.flax_return_frozendict is False
+        from flax.typing import In, PRNGKey  # Flax's annotations, and scan's in-only marker
+        assert In is flax.linen.partitioning.ScanIn and PRNGKey is not None
         model = nn.Dense(2)
         x = jnp.ones((1, 3))
         variables = model.init(jax.random.key(0), x)

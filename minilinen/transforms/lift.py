@@ -12,7 +12,6 @@ collections are grouped again and written back into ``S``.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from minilinen import errors
 from minilinen.core.meta import AxisMetadata
 from minilinen.core.scope import CollectionFilter, Frame, Scope
 from minilinen.transforms.filters import group_collections, intersect, union
+from minilinen.typing import In, Out
 
 __all__ = ["Pack", "add_axis", "remove_axis", "split_keys", "as_tuple", "mapped_size"]
 __all__ += ["In", "Out", "split_in_out"]
@@ -129,22 +129,6 @@ def as_tuple(value: Any) -> tuple:
     if value is None:
         return ()
     return (value,) if isinstance(value, (str, int)) else tuple(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class In:
-    """A ``variable_axes`` value of nn.scan/nn.vmap: the collection is mapped over
-    ``axis`` on the way in only (read inside, never written back)."""
-
-    axis: Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Out:
-    """A ``variable_axes`` value of nn.scan/nn.vmap: the collection is made inside and
-    stacked on ``axis`` on the way out only (the given values are not read)."""
-
-    axis: Any
 
 
 def split_in_out(variable_axes: Mapping) -> tuple[tuple, tuple, tuple, tuple]:

@@ -19,27 +19,25 @@ runs ``seed003_cells.py`` with Flax (``flax_return_frozendict`` on, as the seed'
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the cases import as golden.<name>
+
+from golden import tree_record  # noqa: E402
+
 OUT = HERE / "core"
 
 
 def record(partitionable: bool) -> None:
     """Run every case with Flax under one threefry setting and write the data."""
-    import flax
     import jax
 
     jax.config.update("jax_threefry_partitionable", partitionable)
     import flax.linen as nn
 
-    sys.path.insert(0, str(HERE.parent))
     from golden.core_models import CASES
-    from golden.tree_record import describe, flatten
 
     structures: dict = {}
     arrays: dict = {}
@@ -47,31 +45,17 @@ def record(partitionable: bool) -> None:
         c = make(nn)
         init_out, variables = c.module.init_with_output(c.rngs, *c.args, **c.init_kwargs)
         out = c.module.apply(variables, *c.call_args(), **c.apply_kwargs)
-        recorded = {"init": variables, "init_out": init_out, "apply": out}
-        structures[name] = {part: describe(t, f"{name}/{part}") for part, t in recorded.items()}
-        for part, tree in recorded.items():
-            arrays.update(flatten(tree, f"{name}/{part}"))
-    OUT.mkdir(exist_ok=True)
-    stem = OUT / f"threefry_{int(partitionable)}"
-    meta = {
-        "flax": flax.__version__,
-        "jax": jax.__version__,
-        "jax_threefry_partitionable": partitionable,
-        "backend": jax.default_backend(),
-    }
-    with open(f"{stem}.json", "w") as f:
-        json.dump({"meta": meta, "cases": structures}, f, indent=1)
-        f.write("\n")
-    import numpy as np
-
-    np.savez(f"{stem}.npz", **arrays)
-    print(f"wrote {stem}.json/.npz: {len(structures)} cases, {len(arrays)} arrays")
+        parts = {"init": variables, "init_out": init_out, "apply": out}
+        tree_record.record_parts(structures, arrays, name, parts)
+    tree_record.write(OUT, partitionable, structures, arrays)
     if not partitionable:
         record_seed003(nn)
 
 
 def record_seed003(nn) -> None:
     """Run seed 003's cells with Flax and write what they compute."""
+    import json
+
     import flax
     import jax
     import numpy as np
@@ -95,15 +79,5 @@ def record_seed003(nn) -> None:
     print(f"wrote {out}/seed003.json/.npz")
 
 
-def main() -> None:
-    """Record both threefry settings, each in a fresh interpreter."""
-    if len(sys.argv) == 3 and sys.argv[1] == "--partitionable":
-        record(bool(int(sys.argv[2])))
-        return
-    for setting in ("0", "1"):
-        cmd = [sys.executable, __file__, "--partitionable", setting]
-        subprocess.run(cmd, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-
-
 if __name__ == "__main__":
-    main()
+    tree_record.main(__file__, record)

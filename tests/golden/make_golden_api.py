@@ -15,30 +15,27 @@ case's tree of results (DEVICE_CASES too: every run has 4 simulated CPU devices,
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the cases import as golden.<name>
+
+from golden import tree_record  # noqa: E402
+
 OUT = HERE / "api"
 
 
 def record(partitionable: bool) -> None:
     """Run every case with Flax under one threefry setting and write the data."""
-    import flax
     import jax
-    import numpy as np
 
     jax.config.update("jax_threefry_partitionable", partitionable)
     import flax.linen as nn
     import flax.linen.partitioning  # noqa: F401  (the cases read nn.partitioning)
 
-    sys.path.insert(0, str(HERE.parent))
     from golden.api_cases import CASES, DEVICE_CASES, OUTPUT_CASES, arrays_only, axes_record
     from golden.transforms_cases import apply_case, grad_case
-    from golden.tree_record import describe, flatten
 
     structures: dict = {}
     arrays: dict = {}
@@ -47,50 +44,19 @@ def record(partitionable: bool) -> None:
         variables = c.module.init(c.rngs, *c.args)
         out = apply_case(c, variables)
         plain = arrays_only(variables)
-        entry = {
-            "init": describe(plain, f"{name}/init"),
-            "axes": axes_record(variables, nn.partitioning),
-            "apply": describe(out, f"{name}/apply"),
-        }
-        arrays.update(flatten(plain, f"{name}/init"))
-        arrays.update(flatten(out, f"{name}/apply"))
+        entry = tree_record.record_parts(structures, arrays, name, {"init": plain})
+        entry["axes"] = axes_record(variables, nn.partitioning)
+        tree_record.record_parts(structures, arrays, name, {"apply": out})
         if c.grad:
-            grads = grad_case(c, variables)
-            entry["grad"] = describe(grads, f"{name}/grad")
-            arrays.update(flatten(grads, f"{name}/grad"))
-        structures[name] = entry
+            tree_record.record_parts(structures, arrays, name, {"grad": grad_case(c, variables)})
     for name, make in {**OUTPUT_CASES, **DEVICE_CASES}.items():
         results = make(nn)
         results = {k: v for k, v in results.items() if k != "exact"}
-        structures[name] = {"results": describe(results, name)}
-        arrays.update(flatten(results, name))
-    OUT.mkdir(exist_ok=True)
-    stem = OUT / f"threefry_{int(partitionable)}"
-    meta = {
-        "flax": flax.__version__,
-        "jax": jax.__version__,
-        "jax_threefry_partitionable": partitionable,
-        "backend": jax.default_backend(),
-    }
-    with open(f"{stem}.json", "w") as f:
-        json.dump({"meta": meta, "cases": structures}, f, indent=1)
-        f.write("\n")
-    np.savez(f"{stem}.npz", **arrays)
-    print(f"wrote {stem}.json/.npz: {len(structures)} cases, {len(arrays)} arrays")
-
-
-def main() -> None:
-    """Record both threefry settings, each in a fresh interpreter."""
-    if len(sys.argv) == 3 and sys.argv[1] == "--partitionable":
-        record(bool(int(sys.argv[2])))
-        return
-    for setting in ("0", "1"):
-        cmd = [sys.executable, __file__, "--partitionable", setting]
-        # Four CPU devices for DEVICE_CASES; the other cases do not depend on the count.
-        devices = "--xla_force_host_platform_device_count=4"
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": devices}
-        subprocess.run(cmd, check=True, env=env)
+        structures[name] = {"results": tree_record.describe(results, name)}
+        arrays.update(tree_record.flatten(results, name))
+    tree_record.write(OUT, partitionable, structures, arrays)
 
 
 if __name__ == "__main__":
-    main()
+    # Four CPU devices for DEVICE_CASES; the other cases do not depend on the count.
+    tree_record.main(__file__, record, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})

@@ -11,29 +11,27 @@ setting of ``jax_threefry_partitionable`` (False, True). Each runs every case wi
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the cases import as golden.<name>
+
+from golden import tree_record  # noqa: E402
+
 OUT = HERE / "fp8"
 
 
 def record(partitionable: bool) -> None:
     """Run every case with Flax under one threefry setting and write the data."""
-    import flax
+    import warnings
+
     import jax
-    import numpy as np
 
     jax.config.update("jax_threefry_partitionable", partitionable)
     import flax.linen as nn
 
-    sys.path.insert(0, str(HERE.parent))
     from golden.fp8_cases import CASES
-    from golden.tree_record import describe, flatten
 
     structures: dict = {}
     arrays: dict = {}
@@ -42,32 +40,10 @@ def record(partitionable: bool) -> None:
             warnings.simplefilter("ignore", DeprecationWarning)
             results = make(nn)
         exact = results.pop("exact", [])
-        structures[name] = {"exact": exact, "results": describe(results, name)}
-        arrays.update(flatten(results, name))
-    OUT.mkdir(exist_ok=True)
-    stem = OUT / f"threefry_{int(partitionable)}"
-    meta = {
-        "flax": flax.__version__,
-        "jax": jax.__version__,
-        "jax_threefry_partitionable": partitionable,
-        "backend": jax.default_backend(),
-    }
-    with open(f"{stem}.json", "w") as f:
-        json.dump({"meta": meta, "cases": structures}, f, indent=1)
-        f.write("\n")
-    np.savez(f"{stem}.npz", **arrays)
-    print(f"wrote {stem}.json/.npz: {len(structures)} cases, {len(arrays)} arrays")
-
-
-def main() -> None:
-    """Record both threefry settings, each in a fresh interpreter."""
-    if len(sys.argv) == 3 and sys.argv[1] == "--partitionable":
-        record(bool(int(sys.argv[2])))
-        return
-    for setting in ("0", "1"):
-        cmd = [sys.executable, __file__, "--partitionable", setting]
-        subprocess.run(cmd, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        structures[name] = {"exact": exact, "results": tree_record.describe(results, name)}
+        arrays.update(tree_record.flatten(results, name))
+    tree_record.write(OUT, partitionable, structures, arrays)
 
 
 if __name__ == "__main__":
-    main()
+    tree_record.main(__file__, record)

@@ -15,29 +15,26 @@ cases with minilinen.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the cases import as golden.<name>
+
+from golden import tree_record  # noqa: E402
+
 OUT = HERE / "transforms"
 
 
 def record(partitionable: bool) -> None:
     """Run every case with Flax under one threefry setting and write the data."""
-    import flax
     import jax
-    import numpy as np
 
     jax.config.update("jax_threefry_partitionable", partitionable)
     import flax.linen as nn
     import flax.linen.partitioning  # noqa: F401  (nn.partitioning: ScanIn / ScanOut)
 
-    sys.path.insert(0, str(HERE.parent))
     from golden.transforms_cases import CASES, apply_case, box_names, grad_case
-    from golden.tree_record import describe, flatten
 
     structures: dict = {}
     arrays: dict = {}
@@ -45,43 +42,13 @@ def record(partitionable: bool) -> None:
         c = make(nn)
         boxed = c.module.init(c.rngs, *c.args)
         variables = nn.unbox(boxed)
-        out = apply_case(c, variables)
-        entry = {
-            "init": describe(variables, f"{name}/init"),
-            "boxes": box_names(boxed),
-            "apply": describe(out, f"{name}/apply"),
-        }
-        arrays.update(flatten(variables, f"{name}/init"))
-        arrays.update(flatten(out, f"{name}/apply"))
+        entry = tree_record.record_parts(structures, arrays, name, {"init": variables})
+        entry["boxes"] = box_names(boxed)
+        tree_record.record_parts(structures, arrays, name, {"apply": apply_case(c, variables)})
         if c.grad:
-            grads = grad_case(c, variables)
-            entry["grad"] = describe(grads, f"{name}/grad")
-            arrays.update(flatten(grads, f"{name}/grad"))
-        structures[name] = entry
-    OUT.mkdir(exist_ok=True)
-    stem = OUT / f"threefry_{int(partitionable)}"
-    meta = {
-        "flax": flax.__version__,
-        "jax": jax.__version__,
-        "jax_threefry_partitionable": partitionable,
-        "backend": jax.default_backend(),
-    }
-    with open(f"{stem}.json", "w") as f:
-        json.dump({"meta": meta, "cases": structures}, f, indent=1)
-        f.write("\n")
-    np.savez(f"{stem}.npz", **arrays)
-    print(f"wrote {stem}.json/.npz: {len(structures)} cases, {len(arrays)} arrays")
-
-
-def main() -> None:
-    """Record both threefry settings, each in a fresh interpreter."""
-    if len(sys.argv) == 3 and sys.argv[1] == "--partitionable":
-        record(bool(int(sys.argv[2])))
-        return
-    for setting in ("0", "1"):
-        cmd = [sys.executable, __file__, "--partitionable", setting]
-        subprocess.run(cmd, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+            tree_record.record_parts(structures, arrays, name, {"grad": grad_case(c, variables)})
+    tree_record.write(OUT, partitionable, structures, arrays)
 
 
 if __name__ == "__main__":
-    main()
+    tree_record.main(__file__, record)

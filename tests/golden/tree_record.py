@@ -8,7 +8,10 @@ check both the keys and their order; arrays live apart in an npz under
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +64,45 @@ def load(directory: Path, partitionable: bool) -> tuple[dict, dict]:
         structures = json.load(f)["cases"]
     with np.load(f"{stem}.npz") as npz:
         return structures, dict(npz)
+
+
+def record_parts(structures: dict, arrays: dict, name: str, parts: Mapping[str, Any]) -> dict:
+    """Records each part's tree of case ``name`` (its structure, its arrays under
+    ``name/part``) and returns the case's entry, for more keys to be added to it."""
+    entry = structures.setdefault(name, {})
+    for part, tree in parts.items():
+        entry[part] = describe(tree, f"{name}/{part}")
+        arrays.update(flatten(tree, f"{name}/{part}"))
+    return entry
+
+
+def write(directory: Path, partitionable: bool, structures: dict, arrays: dict, compress=False):
+    """Writes what the real Flax computed under one threefry setting, as ``load`` reads it:
+    ``threefry_{0,1}.json`` (structures, and the versions that made them) and ``.npz``."""
+    import flax
+    import jax
+
+    directory.mkdir(exist_ok=True)
+    stem = directory / f"threefry_{int(partitionable)}"
+    meta = {
+        "flax": flax.__version__,
+        "jax": jax.__version__,
+        "jax_threefry_partitionable": partitionable,
+        "backend": jax.default_backend(),
+    }
+    with open(f"{stem}.json", "w") as f:
+        json.dump({"meta": meta, "cases": structures}, f, indent=1)
+        f.write("\n")
+    (np.savez_compressed if compress else np.savez)(f"{stem}.npz", **arrays)
+    print(f"wrote {stem}.json/.npz: {len(structures)} cases, {len(arrays)} arrays")
+
+
+def main(script: str, record: Callable[[bool], None], env: Mapping[str, str] = {}) -> None:
+    """A generator's command line: records both threefry settings, each in a fresh
+    interpreter (the setting must be chosen before JAX makes its first key)."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--partitionable":
+        record(bool(int(sys.argv[2])))
+        return
+    for setting in ("0", "1"):
+        cmd = [sys.executable, script, "--partitionable", setting]
+        subprocess.run(cmd, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu", **env})

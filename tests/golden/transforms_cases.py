@@ -839,6 +839,27 @@ def compact_name_scope_methods(nn):
     return Case(Model(), (data(2, 3),), key(47), grad=True)
 
 
+
+@case
+def add_metadata_axis_partitioned_kernel(nn):
+    class Inner(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            init = nn.with_partitioning(nn.initializers.lecun_normal(), ("embed", "mlp"))
+            return nn.Dense(3, kernel_init=init, name="dense")(x)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            # The transform adds a "layers" entry to the boxes' names outside only.
+            lifted = nn.add_metadata_axis(
+                Inner, variable_axes={"params": 0}, metadata_params={nn.PARTITION_NAME: "layers"}
+            )
+            return lifted(name="inner")(x)
+
+    return Case(Model(), (data(2, 4),), key(50), grad=True)
+
+
 # --- running a case (the same code records and checks) ------------------------
 
 

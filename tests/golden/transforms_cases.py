@@ -839,7 +839,6 @@ def compact_name_scope_methods(nn):
     return Case(Model(), (data(2, 3),), key(47), grad=True)
 
 
-
 @case
 def add_metadata_axis_partitioned_kernel(nn):
     class Inner(nn.Module):

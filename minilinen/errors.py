@@ -271,3 +271,11 @@ class BatchSizeMismatchError(MinilinenError, AssertionError):
 
 class Fp8DtypeError(LayerConfigError, AssertionError):
     """An fp8 op given a type that is none of the four fp8 formats (Flax asserts there)."""
+
+
+class AttentionShapeError(LayerInputError, AssertionError):
+    """Attention inputs or masks whose shapes don't fit together (Flax asserts there)."""
+
+
+class NumHeadsError(LayerConfigError, AssertionError):
+    """Attention features that the number of heads does not divide (Flax asserts there)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minilinen as nn
-from minilinen.errors import LayerInputError, MergeParamError, ParamShapeError
+from minilinen.errors import LayerInputError, MergeParamError, NumHeadsError, ParamShapeError
 
 
 def data(*shape, seed=0):
@@ -73,6 +73,15 @@ def test_attention_rejects_misshaped_inputs_with_a_named_error(q_shape, kv_shape
         nn.dot_product_attention(q, kv, kv)
     with pytest.raises(LayerInputError, match="query, key"):
         nn.dot_product_attention_weights(q, kv)
+    with pytest.raises(AssertionError):  # what Flax raises here, for `except` clauses
+        nn.dot_product_attention(q, kv, kv)
+
+
+def test_heads_that_do_not_divide_the_features_raise_what_flax_raises():
+    mha = nn.MultiHeadDotProductAttention(num_heads=3, qkv_features=4)
+    with pytest.raises(NumHeadsError, match="divisible") as raised:
+        mha.init(jax.random.key(0), jnp.ones((1, 2, 4)))
+    assert isinstance(raised.value, AssertionError) and isinstance(raised.value, ValueError)
 
 
 @pytest.mark.parametrize("x64", [False, True])
@@ -151,6 +160,8 @@ def test_masks_combine_with_logical_and():
     np.testing.assert_array_equal(both[0, 0], want)
     assert nn.combine_masks(None, None) is None
     with pytest.raises(LayerInputError, match="one rank"):
+        nn.combine_masks(causal, causal[0])
+    with pytest.raises(AssertionError):
         nn.combine_masks(causal, causal[0])
 
 

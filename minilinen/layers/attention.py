@@ -14,7 +14,7 @@ import numpy as np
 from jax import lax, random
 
 from minilinen import initializers
-from minilinen.errors import LayerConfigError, LayerInputError
+from minilinen.errors import AttentionShapeError, LayerConfigError, LayerInputError, NumHeadsError
 from minilinen.layers.common import merge_param, promote_dtype
 from minilinen.layers.linear import DenseGeneral, default_kernel_init
 from minilinen.layers.normalization import LayerNorm
@@ -108,7 +108,7 @@ def _check_qkv(query: Array, key: Array, value: Array | None = None) -> None:
     )
     if not ok:
         names = "query, key" + ("" if value is None else ", value")
-        raise LayerInputError(
+        raise AttentionShapeError(
             f"Attention inputs ({names}) must be shaped [..., length, heads, depth] with "
             f"equal batch axes and heads, equal query/key depth and equal key/value "
             f"length; got {', '.join(str(s) for s in shapes)}."
@@ -239,7 +239,7 @@ class MultiHeadDotProductAttention(Module):
 
         qkv_features = self.qkv_features or inputs_q.shape[-1]
         if qkv_features % self.num_heads:
-            raise LayerConfigError(
+            raise NumHeadsError(
                 f"qkv_features ({qkv_features}) must be divisible by num_heads ({self.num_heads})."
             )
         dense = functools.partial(
@@ -388,7 +388,7 @@ def combine_masks(*masks: Array | None, dtype: Dtype = jnp.float32) -> Array | N
     if not masks:
         return None
     if len({m.ndim for m in masks}) != 1:
-        raise LayerInputError(
+        raise AttentionShapeError(
             f"combine_masks needs masks of one rank, got ranks {[m.ndim for m in masks]}."
         )
     return functools.reduce(jnp.logical_and, masks).astype(dtype)

@@ -198,8 +198,9 @@ def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
     finished saves: 48 stopped at a chosen point inside the next save (before the file's
     fsync, before the rename, before the directory's fsync, while pruning), 12 after a random
     delay into it. After every kill, every listed checkpoint restores exactly, the newest save a
-    child reported is there, nothing newer than what a child began is, and a temporary file
-    is left only by a save that was cut short (the next save removes it)."""
+    child reported is there (or three newer ones that pruned it), nothing newer than what a
+    child began is, and a temporary file is left only by a save that was cut short (the next
+    save removes it)."""
     forker = subprocess.Popen(
         [sys.executable, str(WORKER), "forker", str(tmp_path)],
         stdin=subprocess.PIPE,
@@ -255,7 +256,11 @@ def test_sigkill_during_saves_never_leaves_a_partial_checkpoint(tmp_path):
                     restore_checkpoint(tmp_path, None, step=step), tree_for_step(step)
                 )
             if saved >= 0:
-                assert saved in steps and restore_checkpoint(tmp_path, None)["step"] == steps[-1]
+                # The newest reported save is there, unless newer saves pruned it (keep=3):
+                # a child killed once its checkpoint is in place but before it says so
+                # leaves one unreported step, and three such children in a row push it out.
+                assert saved in steps or sum(step > saved for step in steps) >= 3, (saved, steps)
+                assert restore_checkpoint(tmp_path, None)["step"] == steps[-1]
             assert not steps or steps[-1] <= begun
             tmps = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
             if child_saved:  # a save of this child returned: it removed older temporary files
